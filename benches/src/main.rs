@@ -1,0 +1,30 @@
+//! `cairn-bench`: the host's benchmarks, printed as Markdown.
+//!
+//! Run with `scripts/bench` (which builds the release binary and the plugins
+//! first). Every measurement that has a native equivalent runs it in the same
+//! process and run, so the ratio is meaningful on a noisy machine.
+
+mod daemon;
+mod inprocess;
+mod stats;
+
+use std::path::PathBuf;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cairn = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/release/cairn"));
+    println!("{}", stats::machine());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(inprocess::run())?;
+    daemon::run(&cairn)?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! The operations the admin socket exposes, independent of transport.
+//!
+//! The daemon's kernel implements [`AdminApi`]; the socket server decodes
+//! [`Request`]s, calls the trait, and encodes [`Response`]s.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable category of a failed admin operation (stable, used by `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    Denied,
+    NotFound,
+    Invalid,
+    Signature,
+    Policy,
+    Conflict,
+    Unavailable,
+    Timeout,
+    Internal,
+}
+
+/// A failed admin operation: a code for scripts and a message for people.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AdminError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AdminError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One installed plugin, as listed by `cairn plugin list`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginSummary {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    /// `running`, `starting`, `restarting`, `failed` or `stopped`.
+    pub state: String,
+    pub previous_version: Option<String>,
+    pub restarts: u32,
+    pub calls: u64,
+    pub traps: u64,
+    /// Last fault or rollback reason, if any.
+    pub last_error: Option<String>,
+}
+
+/// Daemon-wide status, as shown by `cairn status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub pid: u32,
+    pub state_dir: String,
+    pub policy_dir: String,
+    /// True when the development switch that allows unsigned plugins is on.
+    pub allow_unsigned: bool,
+    /// `pooling` or `on-demand`.
+    pub allocator: String,
+    pub rss_bytes: u64,
+    pub plugins: Vec<PluginSummary>,
+}
+
+/// One log record kept in the daemon's in-memory ring.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `TRACE`..`ERROR`.
+    pub level: String,
+    /// Plugin name when the record came from (or is about) a plugin.
+    pub plugin: Option<String>,
+    pub message: String,
+}
+
+/// What the CLI sends to install a plugin from a local file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallRequest {
+    /// The component bytes, base64 (standard alphabet).
+    pub component_b64: String,
+    /// Detached signature text (cosign `sign-blob` format: base64 DER), if any.
+    pub signature: Option<String>,
+    /// Allow a downgrade.
+    pub force: bool,
+}
+
+/// A request on the admin socket: one JSON object per line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Status,
+    List,
+    Install(InstallRequest),
+    Rollback {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+    Call {
+        plugin: String,
+        command: String,
+        payload: serde_json::Value,
+    },
+    Logs {
+        plugin: Option<String>,
+        limit: usize,
+    },
+    Metrics,
+}
+
+/// The answer to one request: exactly one of `ok` or `error` is present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AdminError>,
+}
+
+/// Operations of the running daemon that the admin socket serves.
+pub trait AdminApi: Send + Sync + 'static {
+    fn status(&self) -> impl std::future::Future<Output = Result<Status, AdminError>> + Send;
+    fn list(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<PluginSummary>, AdminError>> + Send;
+    fn install(
+        &self,
+        req: InstallRequest,
+    ) -> impl std::future::Future<Output = Result<PluginSummary, AdminError>> + Send;
+    fn rollback(
+        &self,
+        name: String,
+    ) -> impl std::future::Future<Output = Result<PluginSummary, AdminError>> + Send;
+    fn remove(
+        &self,
+        name: String,
+    ) -> impl std::future::Future<Output = Result<(), AdminError>> + Send;
+    /// Calls a plugin command; `payload` is serialised to JSON bytes for the plugin,
+    /// and the reply is parsed as JSON when possible (else returned as a string).
+    fn call(
+        &self,
+        plugin: String,
+        command: String,
+        payload: serde_json::Value,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, AdminError>> + Send;
+    fn logs(
+        &self,
+        plugin: Option<String>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<LogRecord>, AdminError>> + Send;
+    /// Prometheus text exposition of host and plugin metrics.
+    fn metrics(&self) -> impl std::future::Future<Output = Result<String, AdminError>> + Send;
+}

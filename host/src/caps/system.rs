@@ -1,0 +1,94 @@
+//! `cairn:host/system`: facts about the device.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::Capability;
+use crate::runtime::InstanceState;
+use crate::runtime::bindings::CapError;
+use crate::runtime::bindings::cairn::host::system::{self as wit, DeviceFacts};
+
+pub struct System;
+
+/// `[grants.system]` (no settings).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemGrant {}
+
+impl Capability for System {
+    const NAME: &'static str = "system";
+    const INTERFACE: &'static str = "cairn:host/system";
+    type Grant = SystemGrant;
+
+    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    }
+}
+
+impl wit::Host for InstanceState {
+    async fn facts(&mut self) -> Result<DeviceFacts, CapError> {
+        if self.grants.system.is_none() {
+            return Err(super::deny(
+                self,
+                System::NAME,
+                "the policy has no [grants.system]",
+            ));
+        }
+        let (memory_total, memory_available) = memory().unwrap_or((0, 0));
+        let (disk_total, disk_available) = disk(&self.hub.state_dir).unwrap_or((0, 0));
+        Ok(DeviceFacts {
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            hostname: hostname(),
+            uptime_secs: uptime_secs().unwrap_or(0),
+            daemon_uptime_secs: self.hub.started.elapsed().as_secs(),
+            memory_total,
+            memory_available,
+            disk_total,
+            disk_available,
+            host_version: env!("CARGO_PKG_VERSION").into(),
+        })
+    }
+}
+
+/// The device's host name (empty if it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn uptime_secs() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(seconds as u64)
+}
+
+/// Total and available memory in bytes, from /proc/meminfo.
+fn memory() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|line| line.starts_with(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("MemTotal:")?, field("MemAvailable:")?))
+}
+
+/// Size and free space of the filesystem holding `path`.
+fn disk(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string and stats points to writable memory.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let stats = unsafe { stats.assume_init() };
+    let block = stats.f_frsize as u64;
+    Some((stats.f_blocks as u64 * block, stats.f_bavail as u64 * block))
+}

@@ -1,0 +1,25 @@
+//! Baseline WASI: what every plugin gets without a grant.
+//!
+//! Rust's standard library imports these; the instance's WASI context grants no
+//! directories, no environment and no sockets, so they reach nothing outside.
+
+use wasmtime::component::Linker;
+
+use crate::runtime::InstanceState;
+
+const BASELINE: &[&str] = &[
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+];
+
+/// Whether `interface` (without version) is part of the baseline.
+pub fn is_baseline(interface: &str) -> bool {
+    BASELINE.iter().any(|prefix| interface.starts_with(prefix))
+}
+
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)
+}

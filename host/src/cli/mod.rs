@@ -1,0 +1,199 @@
+//! The `cairn` command line: the daemon itself, and the commands that talk to
+//! it over the admin socket or work on local files.
+//!
+//! Every command produces an outcome (a human and a machine form)
+//! or an [`AdminError`]; [`main`] prints the form `--json` asks for.
+
+mod daemon;
+mod local;
+mod output;
+mod plugin;
+mod remote;
+pub mod scaffold;
+#[cfg(test)]
+mod tests;
+
+pub use daemon::DaemonArgs;
+pub use local::{CheckArgs, GenerateArgs, KeyCommand, PolicyCommand};
+pub use plugin::{InstallArgs, NewArgs, PluginCommand, SignArgs};
+pub use remote::{CallArgs, LogsArgs};
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::admin::api::{AdminError, ErrorCode};
+use crate::config::DaemonConfig;
+use output::Outcome;
+
+/// Command-line arguments of `cairn`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: a WebAssembly-plugin daemon for edge devices, and the tool that manages it",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Admin socket of the daemon [env: CAIRN_SOCKET] [default: admin-socket from --config, else /var/lib/cairn/admin.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Daemon config file (also tells the other commands where the socket is)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text (the daemon then logs JSON)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground
+    Daemon(DaemonArgs),
+    /// Show the daemon's status and its plugins
+    Status,
+    /// Install, list, roll back, remove, sign or create plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check policy files
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Call a command of a running plugin
+    Call(CallArgs),
+    /// Show recent log records of the daemon or of one plugin
+    Logs(LogsArgs),
+    /// Print the daemon's metrics in Prometheus text format
+    Metrics,
+}
+
+/// Entry point of the `cairn` binary: parses arguments, runs the command and
+/// prints its result. Exit status: 0 on success, 1 when the operation failed,
+/// 2 for usage errors (reported by clap).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let rendered = output::render(run(cli), json);
+    // Written without `print!`, which panics when the reader has gone away
+    // (`cairn logs | head`); there is nobody left to tell about that anyway.
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(rendered.stdout.as_bytes());
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(rendered.stderr.as_bytes());
+    ExitCode::from(rendered.exit_code)
+}
+
+/// Runs one parsed command line.
+fn run(cli: Cli) -> Result<Outcome, AdminError> {
+    let Cli {
+        socket,
+        config,
+        json,
+        command,
+    } = cli;
+    match command {
+        // The daemon needs a multi-threaded runtime; the client commands make do with one thread.
+        Command::Daemon(args) => daemon::run(args, socket.or_else(socket_from_env), config, json),
+        Command::Key(command) => local::run_key(command),
+        Command::Policy(command) => local::run_policy(command),
+        Command::Plugin(PluginCommand::Sign(args)) => plugin::sign(&args),
+        Command::Plugin(PluginCommand::New(args)) => plugin::new_project(args),
+        command => {
+            let socket = discover_socket(socket.or_else(socket_from_env), config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| {
+                    failure(
+                        ErrorCode::Internal,
+                        format!("cannot start the async runtime: {error}"),
+                    )
+                })?;
+            runtime.block_on(run_remote(&socket, command))
+        }
+    }
+}
+
+/// Runs a command that talks to the daemon.
+async fn run_remote(socket: &Path, command: Command) -> Result<Outcome, AdminError> {
+    match command {
+        Command::Status => remote::status(socket).await,
+        Command::Call(args) => remote::call(socket, args).await,
+        Command::Logs(args) => remote::logs(socket, args).await,
+        Command::Metrics => remote::metrics(socket).await,
+        Command::Plugin(PluginCommand::Install(args)) => plugin::install(socket, args).await,
+        Command::Plugin(PluginCommand::List) => plugin::list(socket).await,
+        Command::Plugin(PluginCommand::Rollback { name }) => plugin::rollback(socket, name).await,
+        Command::Plugin(PluginCommand::Remove { name }) => plugin::remove(socket, name).await,
+        Command::Daemon(_)
+        | Command::Key(_)
+        | Command::Policy(_)
+        | Command::Plugin(PluginCommand::Sign(_) | PluginCommand::New(_)) => Err(failure(
+            ErrorCode::Internal,
+            "this command does not use the admin socket",
+        )),
+    }
+}
+
+/// Environment variable naming the admin socket when `--socket` is not given.
+pub const SOCKET_ENV: &str = "CAIRN_SOCKET";
+
+/// `CAIRN_SOCKET`, when set and not empty (an empty one is treated as unset,
+/// the way shells make clearing a variable easy).
+fn socket_from_env() -> Option<PathBuf> {
+    env_path(SOCKET_ENV)
+}
+
+/// A path from the environment, ignoring an empty value.
+pub(crate) fn env_path(variable: &str) -> Option<PathBuf> {
+    std::env::var_os(variable)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where the daemon's admin socket is: the explicit socket (`--socket`, else
+/// `CAIRN_SOCKET`), else the `admin-socket` of `--config`, else the default
+/// `/var/lib/cairn/admin.sock`.
+pub fn discover_socket(
+    socket_flag: Option<PathBuf>,
+    config_file: Option<&Path>,
+) -> Result<PathBuf, AdminError> {
+    if let Some(socket) = socket_flag {
+        return Ok(socket);
+    }
+    match config_file {
+        Some(path) => DaemonConfig::load(path)
+            .map(|config| config.admin_socket)
+            .map_err(|error| failure(ErrorCode::Invalid, format!("{error:#}"))),
+        None => Ok(DaemonConfig::default().admin_socket),
+    }
+}
+
+/// A failure detected by the CLI itself, in the daemon's error vocabulary so
+/// `--json` reports both kinds alike.
+pub(crate) fn failure(code: ErrorCode, message: impl Into<String>) -> AdminError {
+    AdminError::new(code, message)
+}
+
+/// A failed file operation, categorised by what went wrong.
+pub(crate) fn io_failure(what: impl std::fmt::Display, error: &std::io::Error) -> AdminError {
+    let code = match error.kind() {
+        std::io::ErrorKind::NotFound => ErrorCode::NotFound,
+        std::io::ErrorKind::PermissionDenied => ErrorCode::Denied,
+        _ => ErrorCode::Internal,
+    };
+    failure(code, format!("{what}: {error}"))
+}

@@ -1,0 +1,340 @@
+//! The daemon's configuration file (TOML), its defaults and command-line overrides.
+//!
+//! Every key is optional. Relative paths in a file resolve against the file's
+//! own directory, so a config can travel with the files it names; relative
+//! paths given on the command line resolve against the working directory.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Deserializer};
+
+/// Where plugins, the precompiled cache, the journal and key-value data live by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cairn";
+/// Where policy files are read from by default.
+pub const DEFAULT_POLICY_DIR: &str = "/etc/cairn/policies";
+/// File name of the admin socket inside the state directory when none is configured.
+pub const ADMIN_SOCKET_FILE_NAME: &str = "admin.sock";
+/// Log filter used when none is configured.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Size of the instance pool when none is configured.
+pub const DEFAULT_MAX_INSTANCES: u32 = 32;
+/// Interruption granularity of running plugins when none is configured.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The daemon's settings after defaults, file and command line are merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Plugin blobs, precompiled cache, journal and key-value data.
+    pub state_dir: PathBuf,
+    /// Directory of policy files.
+    pub policy_dir: PathBuf,
+    /// The admin socket the CLI talks to; `<state-dir>/admin.sock` unless set.
+    pub admin_socket: PathBuf,
+    /// Development switch: accept plugins without a valid signature.
+    pub allow_unsigned: bool,
+    /// A tracing filter: a level (`info`) or directives (`info,cairn::runtime=debug`).
+    pub log_level: String,
+    /// Trusted signers: the name policies use → path of the public key (PEM).
+    pub trust_keys: BTreeMap<String, PathBuf>,
+    /// Plugin runtime settings.
+    pub runtime: RuntimeConfig,
+}
+
+/// Settings of the WebAssembly runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Instances the pooling allocator reserves room for.
+    pub max_instances: u32,
+    /// How often running plugins are interrupted to check deadlines.
+    pub epoch_tick: Duration,
+}
+
+/// Values from `cairn daemon` flags, which win over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigOverrides {
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--policy-dir`.
+    pub policy_dir: Option<PathBuf>,
+    /// `--socket` (or `CAIRN_SOCKET`).
+    pub admin_socket: Option<PathBuf>,
+    /// `--allow-unsigned`: can switch the development mode on, never off.
+    pub allow_unsigned: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        let state_dir = PathBuf::from(DEFAULT_STATE_DIR);
+        DaemonConfig {
+            admin_socket: state_dir.join(ADMIN_SOCKET_FILE_NAME),
+            state_dir,
+            policy_dir: PathBuf::from(DEFAULT_POLICY_DIR),
+            allow_unsigned: false,
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
+            trust_keys: BTreeMap::new(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            epoch_tick: DEFAULT_EPOCH_TICK,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Reads the config file at `path`; keys it leaves out take their defaults.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Self::resolve(Some(path), &ConfigOverrides::default())
+    }
+
+    /// Merges defaults, the optional config file and command-line overrides.
+    pub fn resolve(path: Option<&Path>, overrides: &ConfigOverrides) -> anyhow::Result<Self> {
+        let (file, base_dir) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let absolute = std::path::absolute(path)
+                    .with_context(|| format!("cannot resolve {}", path.display()))?;
+                let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+                let file = toml::from_str::<ConfigFile>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                (file, base_dir)
+            }
+            None => (ConfigFile::default(), PathBuf::new()),
+        };
+        let from_command_line = |path: &Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
+            path.as_deref()
+                .map(|path| {
+                    std::path::absolute(path)
+                        .with_context(|| format!("cannot resolve {}", path.display()))
+                })
+                .transpose()
+        };
+        let from_file = |path: Option<PathBuf>| path.map(|path| base_dir.join(path));
+
+        let defaults = DaemonConfig::default();
+        let state_dir = from_command_line(&overrides.state_dir)?
+            .or_else(|| from_file(file.state_dir))
+            .unwrap_or(defaults.state_dir);
+        let policy_dir = from_command_line(&overrides.policy_dir)?
+            .or_else(|| from_file(file.policy_dir))
+            .unwrap_or(defaults.policy_dir);
+        // Derived after the overrides so `--state-dir` moves a default socket along.
+        let admin_socket = from_command_line(&overrides.admin_socket)?
+            .or_else(|| from_file(file.admin_socket))
+            .unwrap_or_else(|| state_dir.join(ADMIN_SOCKET_FILE_NAME));
+        let trust_keys = file
+            .trust
+            .keys
+            .into_iter()
+            .map(|(name, path)| (name, base_dir.join(path)))
+            .collect();
+
+        Ok(DaemonConfig {
+            state_dir,
+            policy_dir,
+            admin_socket,
+            allow_unsigned: overrides.allow_unsigned || file.allow_unsigned.unwrap_or(false),
+            log_level: file.log_level.unwrap_or(defaults.log_level),
+            trust_keys,
+            runtime: RuntimeConfig {
+                max_instances: file
+                    .runtime
+                    .max_instances
+                    .map_or(DEFAULT_MAX_INSTANCES, NonZeroU32::get),
+                epoch_tick: file.runtime.epoch_tick.unwrap_or(DEFAULT_EPOCH_TICK),
+            },
+        })
+    }
+}
+
+/// The file as written: everything optional, unknown keys rejected (with their
+/// line, through the TOML parser's spans) so a typo is never silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigFile {
+    state_dir: Option<PathBuf>,
+    policy_dir: Option<PathBuf>,
+    admin_socket: Option<PathBuf>,
+    allow_unsigned: Option<bool>,
+    #[serde(default, deserialize_with = "log_filter")]
+    log_level: Option<String>,
+    #[serde(default)]
+    trust: TrustSection,
+    #[serde(default)]
+    runtime: RuntimeSection,
+    #[serde(default)]
+    #[allow(dead_code, reason = "reserved: only checked to be empty for now")]
+    listeners: ListenersSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustSection {
+    #[serde(default)]
+    keys: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RuntimeSection {
+    max_instances: Option<NonZeroU32>,
+    #[serde(default, deserialize_with = "positive_duration")]
+    epoch_tick: Option<Duration>,
+}
+
+/// Reserved for network listeners; no keys are accepted yet.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenersSection {}
+
+/// Checks a log filter while parsing, so a bad one is reported with its line.
+fn log_filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let filter = String::deserialize(deserializer)?;
+    tracing_subscriber::EnvFilter::try_new(&filter).map_err(|error| {
+        serde::de::Error::custom(format!("invalid log-level `{filter}`: {error}"))
+    })?;
+    Ok(Some(filter))
+}
+
+/// Parses `"10ms"`-style durations while parsing, so a bad one is reported with its line.
+fn positive_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let duration = humantime::parse_duration(&text)
+        .map_err(|error| serde::de::Error::custom(format!("invalid duration `{text}`: {error}")))?;
+    if duration.is_zero() {
+        return Err(serde::de::Error::custom("the duration must be above zero"));
+    }
+    Ok(Some(duration))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> (tempfile::TempDir, anyhow::Result<DaemonConfig>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = DaemonConfig::load(&path);
+        (dir, config)
+    }
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        let (_dir, config) = load_text("");
+        assert_eq!(config.unwrap(), DaemonConfig::default());
+        assert_eq!(
+            DaemonConfig::default().admin_socket,
+            Path::new("/var/lib/cairn/admin.sock")
+        );
+    }
+
+    #[test]
+    fn reads_every_key_and_resolves_relative_paths_against_the_file() {
+        let (dir, config) = load_text(
+            r#"
+state-dir = "state"
+policy-dir = "/etc/cairn/policies"
+admin-socket = "run/admin.sock"
+allow-unsigned = true
+log-level = "debug,cairn::runtime=trace"
+
+[trust.keys]
+dev = "keys/dev.pub"
+release = "/etc/cairn/keys/release.pub"
+
+[runtime]
+max-instances = 8
+epoch-tick = "25ms"
+
+[listeners]
+"#,
+        );
+        let config = config.unwrap();
+        let base = std::path::absolute(dir.path()).unwrap();
+        assert_eq!(config.state_dir, base.join("state"));
+        assert_eq!(config.policy_dir, Path::new("/etc/cairn/policies"));
+        assert_eq!(config.admin_socket, base.join("run/admin.sock"));
+        assert!(config.allow_unsigned);
+        assert_eq!(config.log_level, "debug,cairn::runtime=trace");
+        assert_eq!(config.trust_keys["dev"], base.join("keys/dev.pub"));
+        assert_eq!(
+            config.trust_keys["release"],
+            Path::new("/etc/cairn/keys/release.pub")
+        );
+        assert_eq!(config.runtime.max_instances, 8);
+        assert_eq!(config.runtime.epoch_tick, Duration::from_millis(25));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        for (text, line) in [
+            ("state-dir = \"/x\"\nstate-dri = \"/y\"\n", 2),
+            ("[runtime]\nmax-instance = 4\n", 2),
+            ("\n\n[listeners]\nhttp = 8080\n", 4),
+            ("[trust]\nkeys = {}\nsigners = 1\n", 3),
+        ] {
+            let (_dir, config) = load_text(text);
+            let message = format!("{:#}", config.unwrap_err());
+            assert!(message.contains("unknown field"), "{message}");
+            assert!(message.contains(&format!("line {line}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_their_line() {
+        for text in [
+            "[runtime]\nepoch-tick = \"soon\"\n",
+            "[runtime]\nepoch-tick = \"0s\"\n",
+            "[runtime]\nmax-instances = 0\n",
+            "log-level = \"info,=[\"\n",
+        ] {
+            let (_dir, config) = load_text(text);
+            let message = format!("{:#}", config.unwrap_err());
+            assert!(message.contains("line "), "{message}");
+        }
+    }
+
+    #[test]
+    fn command_line_overrides_win_and_move_the_default_socket() {
+        let overrides = ConfigOverrides {
+            state_dir: Some(PathBuf::from("/tmp/cairn-state")),
+            allow_unsigned: true,
+            ..ConfigOverrides::default()
+        };
+        let config = DaemonConfig::resolve(None, &overrides).unwrap();
+        assert_eq!(config.state_dir, Path::new("/tmp/cairn-state"));
+        assert_eq!(
+            config.admin_socket,
+            Path::new("/tmp/cairn-state/admin.sock")
+        );
+        assert!(config.allow_unsigned);
+
+        let (dir, _) = load_text("admin-socket = \"/run/cairn/admin.sock\"\n");
+        let path = dir.path().join("cairn.toml");
+        let overrides = ConfigOverrides {
+            admin_socket: Some(PathBuf::from("/tmp/other.sock")),
+            ..ConfigOverrides::default()
+        };
+        let config = DaemonConfig::resolve(Some(&path), &overrides).unwrap();
+        assert_eq!(config.admin_socket, Path::new("/tmp/other.sock"));
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path() {
+        let error = DaemonConfig::load(Path::new("/nonexistent/cairn.toml")).unwrap_err();
+        assert!(format!("{error:#}").contains("/nonexistent/cairn.toml"));
+    }
+}

@@ -1,0 +1,165 @@
+//! `cairn daemon`: the kernel, served on the admin socket until a stop signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::admin::api::{
+    AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, Status,
+};
+use crate::config::DaemonConfig;
+use crate::kernel::{InstallSource, Kernel, KernelConfig, PluginView};
+use crate::logging::LogRing;
+use crate::runtime::engine::EngineSettings;
+
+/// How long an admin `call` waits for the plugin's reply.
+const CALL_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
+    let kernel = Kernel::start(KernelConfig {
+        state_dir: config.state_dir.clone(),
+        policy_dir: config.policy_dir.clone(),
+        allow_unsigned: config.allow_unsigned,
+        trust_keys: config.trust_keys.clone(),
+        engine: EngineSettings {
+            max_instances: config.runtime.max_instances,
+            epoch_tick: config.runtime.epoch_tick,
+        },
+    })
+    .await?;
+    let service = Arc::new(AdminService {
+        kernel: kernel.clone(),
+        logs,
+    });
+    tracing::info!(socket = %config.admin_socket.display(), plugins = kernel.plugins().len(), allocator = kernel.allocator().as_str(), "cairn daemon ready");
+    crate::admin::server::serve(service, &config.admin_socket, stop_signal()).await?;
+    tracing::info!("stopping");
+    kernel.stop().await;
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for stop signals");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The admin socket's view of the kernel.
+pub struct AdminService {
+    pub kernel: Arc<Kernel>,
+    pub logs: LogRing,
+}
+
+fn summary(view: PluginView) -> PluginSummary {
+    PluginSummary {
+        name: view.name,
+        version: view.version,
+        digest: view.digest,
+        state: view.state,
+        previous_version: view.previous_version,
+        restarts: view.restarts,
+        calls: view.calls,
+        traps: view.faults,
+        last_error: view.last_error,
+    }
+}
+
+impl AdminApi for AdminService {
+    async fn status(&self) -> Result<Status, AdminError> {
+        let config = self.kernel.config();
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_secs: self.kernel.uptime().as_secs(),
+            pid: std::process::id(),
+            state_dir: config.state_dir.display().to_string(),
+            policy_dir: config.policy_dir.display().to_string(),
+            allow_unsigned: config.allow_unsigned,
+            allocator: self.kernel.allocator().as_str().into(),
+            rss_bytes: crate::kernel::resident_memory_bytes(),
+            plugins: self.kernel.plugins().into_iter().map(summary).collect(),
+        })
+    }
+
+    async fn list(&self) -> Result<Vec<PluginSummary>, AdminError> {
+        Ok(self.kernel.plugins().into_iter().map(summary).collect())
+    }
+
+    async fn install(&self, req: InstallRequest) -> Result<PluginSummary, AdminError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(req.component_b64.as_bytes())
+            .map_err(|err| {
+                AdminError::new(
+                    ErrorCode::Invalid,
+                    format!("component is not valid base64: {err}"),
+                )
+            })?;
+        let source = InstallSource::Bytes {
+            bytes,
+            signature: req.signature,
+        };
+        self.kernel
+            .install(source, req.force, &|_| Ok(()))
+            .await
+            .map(summary)
+            .map_err(|err| err.to_admin())
+    }
+
+    async fn rollback(&self, name: String) -> Result<PluginSummary, AdminError> {
+        self.kernel
+            .rollback(&name, "requested by the operator")
+            .await
+            .map(summary)
+            .map_err(|err| err.to_admin())
+    }
+
+    async fn remove(&self, name: String) -> Result<(), AdminError> {
+        self.kernel
+            .remove(&name)
+            .await
+            .map_err(|err| err.to_admin())
+    }
+
+    async fn call(
+        &self,
+        plugin: String,
+        command: String,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, AdminError> {
+        let bytes = match &payload {
+            serde_json::Value::Null => Vec::new(),
+            other => serde_json::to_vec(other)
+                .map_err(|err| AdminError::new(ErrorCode::Invalid, err.to_string()))?,
+        };
+        let reply = self
+            .kernel
+            .call(&plugin, &command, bytes, CALL_WAIT)
+            .await
+            .map_err(|err| err.to_admin())?;
+        Ok(serde_json::from_slice(&reply).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&reply).into_owned())
+        }))
+    }
+
+    async fn logs(
+        &self,
+        plugin: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, AdminError> {
+        Ok(self.logs.recent(plugin.as_deref(), limit))
+    }
+
+    async fn metrics(&self) -> Result<String, AdminError> {
+        Ok(self.kernel.render_metrics())
+    }
+}

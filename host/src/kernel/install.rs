@@ -1,0 +1,302 @@
+//! Vetting a component and installing it.
+//!
+//! Order matters: everything that can refuse a plugin (format, metadata, policy,
+//! signature, grants, version) runs before anything is written, so a refused
+//! install leaves the device exactly as it was.
+
+use std::sync::Arc;
+
+use semver::Version;
+
+use super::{Kernel, KernelError, PluginView, failpoint};
+use crate::caps::{self, Grants};
+use crate::policy::Policy;
+use crate::runtime::engine::MAX_PLUGIN_MEMORY;
+use crate::runtime::{PluginIdentity, ReleaseSpec};
+use crate::state::digest::Digest;
+use crate::state::journal::{HistoryEntry, PluginRecord, Release as ReleaseRecord};
+use crate::supply::component;
+
+/// Where the component to install comes from.
+pub enum InstallSource {
+    /// Bytes supplied by the caller, with their detached signature.
+    Bytes {
+        bytes: Vec<u8>,
+        signature: Option<String>,
+    },
+    /// A component already in the blob store, by `sha256:` digest.
+    Cached(String),
+}
+
+/// A component that passed every check against its policy.
+pub(super) struct Vetted {
+    pub name: String,
+    pub version: Version,
+    pub digest: Digest,
+    pub signature: Option<String>,
+    pub policy: Policy,
+    pub grants: Arc<Grants>,
+}
+
+impl Kernel {
+    /// Installs a plugin release, hot-swapping it in if an older one runs.
+    /// `authorize` decides, from the plugin's name, whether the caller may.
+    pub async fn install(
+        &self,
+        source: InstallSource,
+        force: bool,
+        authorize: &(dyn Fn(&str) -> Result<(), String> + Sync),
+    ) -> Result<PluginView, KernelError> {
+        let (bytes, signature) = match source {
+            InstallSource::Bytes { bytes, signature } => (bytes, signature),
+            InstallSource::Cached(digest) => {
+                let digest = Digest::parse(&digest)
+                    .map_err(|err| KernelError::Invalid(format!("`{digest}`: {err}")))?;
+                let bytes = self.blobs.get(&digest).map_err(|err| {
+                    KernelError::NotFound(format!("{digest} is not in the local cache: {err}"))
+                })?;
+                let signature = self.known_signature(&digest);
+                (bytes, signature)
+            }
+        };
+        let vetted = self.vet(&bytes, signature)?;
+        authorize(&vetted.name).map_err(KernelError::Denied)?;
+        let _change = self.changes.lock().await;
+        let current = self.installed_snapshot().plugins.get(&vetted.name).cloned();
+        let action = match &current {
+            None => "install",
+            Some(record) if record.active.digest == vetted.digest => {
+                return self
+                    .view(&vetted.name)
+                    .ok_or_else(|| KernelError::internal("installed plugin vanished"));
+            }
+            Some(record) => upgrade_action(&record.active.version, &vetted.version, force)?,
+        };
+        let digest = self
+            .blobs
+            .put(&bytes)
+            .map_err(|err| KernelError::internal(format!("storing the component: {err}")))?;
+        if digest != vetted.digest {
+            return Err(KernelError::internal(
+                "the stored component's digest differs from the vetted one",
+            ));
+        }
+        failpoint::hit("install:after-blob");
+        let spec = self.prepare(&vetted, bytes).await?;
+        failpoint::hit("install:after-compile");
+        let release = ReleaseRecord {
+            version: vetted.version.clone(),
+            digest: vetted.digest.clone(),
+            signature: vetted.signature.clone(),
+            installed_at: unix_now(),
+        };
+        let name = vetted.name.clone();
+        let entry = HistoryEntry {
+            at: unix_now(),
+            action: action.into(),
+            version: vetted.version.to_string(),
+            reason: None,
+        };
+        self.activate(&name, spec, current.is_some(), |set| {
+            let record = set
+                .plugins
+                .entry(name.clone())
+                .or_insert_with(|| PluginRecord {
+                    active: release.clone(),
+                    previous: None,
+                    history: Vec::new(),
+                });
+            if record.active.digest != release.digest {
+                record.previous = Some(std::mem::replace(&mut record.active, release));
+            }
+            record.push_history(entry);
+        })
+        .await?;
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&name);
+        }
+        tracing::info!(plugin = %name, "{action}: now running {} ({})", vetted.version, vetted.digest);
+        self.view(&name)
+            .ok_or_else(|| KernelError::internal("installed plugin vanished"))
+    }
+
+    /// Every check that can refuse a component, without side effects.
+    pub(super) fn vet(
+        &self,
+        bytes: &[u8],
+        signature: Option<String>,
+    ) -> Result<Vetted, KernelError> {
+        let info =
+            component::inspect(bytes).map_err(|err| KernelError::Invalid(err.to_string()))?;
+        let (Some(name), Some(version)) = (info.name.clone(), info.version.clone()) else {
+            return Err(KernelError::Invalid(
+                "the component carries no plugin name and version (a `cairn-plugin` custom section): build it with cairn-sdk's export_plugin! macro".into(),
+            ));
+        };
+        let policy = Policy::load_for(&self.config.policy_dir, &name)
+            .map_err(|err| KernelError::Policy(err.to_string()))?;
+        let grants =
+            Grants::from_policy(&policy).map_err(|err| KernelError::Policy(err.to_string()))?;
+        if policy.limits.memory > MAX_PLUGIN_MEMORY {
+            return Err(KernelError::Policy(format!(
+                "memory limit {} exceeds the host maximum of {MAX_PLUGIN_MEMORY} bytes",
+                policy.limits.memory
+            )));
+        }
+        self.verify_signature(&policy, bytes, signature.as_deref())?;
+        caps::check_imports(info.imports.iter().map(String::as_str), &grants)
+            .map_err(|err| KernelError::Policy(format!("{name} refused: {err}")))?;
+        Ok(Vetted {
+            name,
+            version,
+            digest: Digest::of(bytes),
+            signature,
+            policy,
+            grants: Arc::new(grants),
+        })
+    }
+
+    fn verify_signature(
+        &self,
+        policy: &Policy,
+        bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(), KernelError> {
+        match self
+            .trust
+            .verify_by_any(&policy.plugin.signers, bytes, signature)
+        {
+            Ok(key) => {
+                tracing::debug!(plugin = %policy.plugin.name, "signature verified with key `{key}`");
+                Ok(())
+            }
+            Err(err) if self.config.allow_unsigned => {
+                tracing::warn!(plugin = %policy.plugin.name, "DEVELOPMENT MODE: accepting a plugin whose signature does not verify ({err})");
+                Ok(())
+            }
+            Err(err) => Err(KernelError::Signature(err.to_string())),
+        }
+    }
+
+    /// Compiles (or loads from the precompiled cache) and links a vetted component.
+    pub(super) async fn prepare(
+        &self,
+        vetted: &Vetted,
+        bytes: Vec<u8>,
+    ) -> Result<ReleaseSpec, KernelError> {
+        let (cache, digest) = (self.cache.clone(), vetted.digest.clone());
+        let component = tokio::task::spawn_blocking(move || cache.load_or_compile(&digest, &bytes))
+            .await
+            .map_err(KernelError::internal)?
+            .map_err(|err| KernelError::Invalid(format!("{err:#}")))?;
+        let pre = ReleaseSpec::prepare(&self.env, &component)
+            .map_err(|err| KernelError::Invalid(format!("cannot link {}: {err:#}", vetted.name)))?;
+        Ok(ReleaseSpec {
+            identity: PluginIdentity {
+                name: vetted.name.as_str().into(),
+                version: vetted.version.clone(),
+            },
+            digest: vetted.digest.clone(),
+            pre,
+            grants: vetted.grants.clone(),
+            limits: vetted.policy.limits.clone(),
+            config_json: vetted.policy.config.to_string(),
+        })
+    }
+
+    /// Prepares a release the journal records, from the local stores only.
+    pub(super) async fn prepare_recorded(
+        &self,
+        name: &str,
+        release: &ReleaseRecord,
+    ) -> Result<ReleaseSpec, KernelError> {
+        let bytes = self
+            .blobs
+            .get(&release.digest)
+            .map_err(|err| KernelError::NotFound(format!("{name} {}: {err}", release.version)))?;
+        let vetted = self.vet(&bytes, release.signature.clone())?;
+        if vetted.name != name {
+            return Err(KernelError::Invalid(format!(
+                "the stored component of `{name}` names itself `{}`",
+                vetted.name
+            )));
+        }
+        self.prepare(&vetted, bytes).await
+    }
+
+    /// The signature recorded for a digest, if the journal has one.
+    fn known_signature(&self, digest: &Digest) -> Option<String> {
+        let installed = self.installed_snapshot();
+        installed
+            .plugins
+            .values()
+            .flat_map(|record| std::iter::once(&record.active).chain(record.previous.as_ref()))
+            .find(|release| &release.digest == digest)
+            .and_then(|release| release.signature.clone())
+    }
+}
+
+/// Names the change from `installed` to `candidate`, refusing what needs `force`.
+fn upgrade_action(
+    installed: &Version,
+    candidate: &Version,
+    force: bool,
+) -> Result<&'static str, KernelError> {
+    if candidate > installed {
+        Ok("upgrade")
+    } else if force {
+        Ok(if candidate < installed {
+            "downgrade"
+        } else {
+            "reinstall"
+        })
+    } else if candidate < installed {
+        Err(KernelError::Conflict(format!(
+            "refusing to downgrade from {installed} to {candidate} (use --force)"
+        )))
+    } else {
+        Err(KernelError::Conflict(format!(
+            "version {candidate} is already installed with different contents: bump the version, or use --force"
+        )))
+    }
+}
+
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn upgrades_pass_and_downgrades_need_force() {
+        assert_eq!(
+            upgrade_action(&v("1.0.0"), &v("1.1.0"), false).unwrap(),
+            "upgrade"
+        );
+        assert!(matches!(
+            upgrade_action(&v("1.1.0"), &v("1.0.0"), false),
+            Err(KernelError::Conflict(_))
+        ));
+        assert_eq!(
+            upgrade_action(&v("1.1.0"), &v("1.0.0"), true).unwrap(),
+            "downgrade"
+        );
+        assert!(matches!(
+            upgrade_action(&v("1.0.0"), &v("1.0.0"), false),
+            Err(KernelError::Conflict(_))
+        ));
+        assert_eq!(
+            upgrade_action(&v("1.0.0"), &v("1.0.0"), true).unwrap(),
+            "reinstall"
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! The kernel: what is installed and running, and every change to it.
+//!
+//! It owns the runtime, the content-addressed stores and the journal, and
+//! serialises installs, swaps, rollbacks and removals. It knows plugins only by
+//! the `cairn:plugin` contract; capabilities live in [`crate::caps`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::caps::{self, Hub};
+use crate::runtime::cache::CompiledCache;
+use crate::runtime::engine::{self, Allocator, EngineSettings};
+use crate::runtime::{CallError, Release, RuntimeEnv};
+use crate::state::blobs::BlobStore;
+use crate::state::journal::{InstalledSet, Journal};
+use crate::state::kv::KvStore;
+use crate::supply::signing::TrustStore;
+
+mod error;
+pub mod failpoint;
+mod install;
+mod lifecycle;
+mod swap;
+
+pub use error::KernelError;
+pub use install::InstallSource;
+
+/// What the kernel needs from the daemon configuration.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    pub state_dir: PathBuf,
+    pub policy_dir: PathBuf,
+    /// Development switch: accept plugins without a valid signature.
+    pub allow_unsigned: bool,
+    /// Trusted public keys by name; policies name their signers from these.
+    pub trust_keys: BTreeMap<String, PathBuf>,
+    pub engine: EngineSettings,
+}
+
+/// One installed plugin's running release.
+pub struct PluginSlot {
+    pub active: ArcSwap<Release>,
+    /// Id of the serving release, shared with every release of this plugin.
+    activation: Arc<AtomicU64>,
+    swaps: AtomicU64,
+    soak: Mutex<Option<Soak>>,
+}
+
+/// After a swap: faults of the new release before `until` count toward rollback.
+#[derive(Debug, Clone, Copy)]
+struct Soak {
+    release_id: u64,
+    until: Instant,
+    max_faults: u32,
+}
+
+/// A plugin as reported to the CLI and to plugins holding the `plugins` grant.
+#[derive(Debug, Clone)]
+pub struct PluginView {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub state: String,
+    pub previous_version: Option<String>,
+    pub restarts: u32,
+    pub calls: u64,
+    pub faults: u64,
+    pub swaps: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Kernel {
+    config: KernelConfig,
+    env: Arc<RuntimeEnv>,
+    allocator: Allocator,
+    cache: Arc<CompiledCache>,
+    blobs: BlobStore,
+    trust: TrustStore,
+    journal: Journal,
+    /// The last committed journal contents.
+    installed: Mutex<InstalledSet>,
+    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    /// Why a journaled plugin is not running (boot failures).
+    failures: Mutex<BTreeMap<String, String>>,
+    /// Serialises every change to what is installed.
+    changes: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+impl Kernel {
+    /// Opens the state directory, builds the runtime and starts every plugin the
+    /// journal records, from the local cache only (no network needed).
+    pub async fn start(config: KernelConfig) -> anyhow::Result<Arc<Kernel>> {
+        let state_dir = &config.state_dir;
+        crate::state::atomic::create_private_dir(state_dir)
+            .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+        let (engine, allocator) = engine::build(&config.engine)?;
+        engine::start_epoch_ticker(&engine, config.engine.epoch_tick);
+        let cache = Arc::new(CompiledCache::open(&state_dir.join("compiled"), &engine)?);
+        let blobs = BlobStore::open(&state_dir.join("blobs")).context("opening the blob store")?;
+        let (journal, installed) = Journal::open(state_dir).context("opening the journal")?;
+        let kv = KvStore::open(&state_dir.join("kv.redb")).context("opening the kv store")?;
+        let trust = TrustStore::load(&config.trust_keys).context("loading trusted keys")?;
+        let hub = Arc::new(Hub::new(state_dir, kv));
+        let (faults_tx, faults_rx) = mpsc::unbounded_channel();
+        let env = Arc::new(RuntimeEnv {
+            linker: caps::linker(&engine)?,
+            engine,
+            hub: hub.clone(),
+            instance_permits: Arc::new(Semaphore::new(config.engine.max_instances as usize)),
+            faults: faults_tx,
+            epoch_tick: config.engine.epoch_tick,
+        });
+        if config.allow_unsigned {
+            tracing::warn!(
+                "DEVELOPMENT MODE: allow-unsigned is on; plugins without a valid signature will be installed"
+            );
+        }
+        let kernel = Arc::new(Kernel {
+            config,
+            env,
+            allocator,
+            cache,
+            blobs,
+            trust,
+            journal,
+            installed: Mutex::new(installed),
+            slots: RwLock::default(),
+            failures: Mutex::default(),
+            changes: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        });
+        hub.attach_kernel(Arc::downgrade(&kernel));
+        tokio::spawn(lifecycle::supervise(Arc::downgrade(&kernel), faults_rx));
+        kernel.boot().await;
+        Ok(kernel)
+    }
+
+    /// Calls `command` on `plugin`'s serving release.
+    pub async fn call(
+        &self,
+        plugin: &str,
+        command: &str,
+        payload: Vec<u8>,
+        wait: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
+        let release = self
+            .slot(plugin)
+            .ok_or_else(|| {
+                KernelError::NotFound(format!("no plugin named `{plugin}` is installed"))
+            })?
+            .active
+            .load_full();
+        release
+            .command(command, payload, wait)
+            .await
+            .map_err(KernelError::Call)
+    }
+
+    /// Every installed plugin, running or not.
+    pub fn plugins(&self) -> Vec<PluginView> {
+        let installed = self.installed_snapshot();
+        installed
+            .plugins
+            .keys()
+            .filter_map(|name| self.view(name))
+            .collect()
+    }
+
+    /// The plugin as the CLI shows it, if installed.
+    pub fn view(&self, name: &str) -> Option<PluginView> {
+        let record = self.installed_snapshot().plugins.get(name)?.clone();
+        let previous_version = record
+            .previous
+            .as_ref()
+            .map(|release| release.version.to_string());
+        let failure = self
+            .failures
+            .lock()
+            .ok()
+            .and_then(|failures| failures.get(name).cloned());
+        let Some(slot) = self.slot(name) else {
+            return Some(PluginView {
+                name: name.to_string(),
+                version: record.active.version.to_string(),
+                digest: record.active.digest.to_string(),
+                state: "failed".into(),
+                previous_version,
+                restarts: 0,
+                calls: 0,
+                faults: 0,
+                swaps: 0,
+                last_error: failure,
+            });
+        };
+        let release = slot.active.load_full();
+        let stats = &release.stats;
+        let last_fault = stats.last_fault.lock().ok().and_then(|last| last.clone());
+        Some(PluginView {
+            name: name.to_string(),
+            version: release.identity.version.to_string(),
+            digest: release.digest.to_string(),
+            state: stats.state().as_str().into(),
+            previous_version,
+            restarts: stats.restarts.load(Ordering::Relaxed),
+            calls: stats.calls.load(Ordering::Relaxed),
+            faults: stats.faults.load(Ordering::Relaxed),
+            swaps: slot.swaps.load(Ordering::Relaxed),
+            last_error: last_fault.or(failure),
+        })
+    }
+
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    pub fn config(&self) -> &KernelConfig {
+        &self.config
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Host and plugin metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# TYPE cairn_uptime_seconds gauge\ncairn_uptime_seconds {}",
+            self.uptime().as_secs()
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE cairn_resident_memory_bytes gauge\ncairn_resident_memory_bytes {}",
+            resident_memory_bytes()
+        );
+        let plugins = self.plugins();
+        let series: [(&str, &str, fn(&PluginView) -> u64); 4] = [
+            ("cairn_plugin_calls_total", "counter", |view| view.calls),
+            ("cairn_plugin_faults_total", "counter", |view| view.faults),
+            ("cairn_plugin_restarts_total", "counter", |view| {
+                view.restarts.into()
+            }),
+            ("cairn_plugin_swaps_total", "counter", |view| view.swaps),
+        ];
+        for (name, kind, value) in series {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for view in &plugins {
+                let _ = writeln!(
+                    out,
+                    "{name}{{plugin=\"{}\"}} {}",
+                    caps::metrics::escape(&view.name),
+                    value(view)
+                );
+            }
+        }
+        self.env.hub.metrics.render(&mut out);
+        out
+    }
+
+    /// Stops every plugin (each finishes its queued calls, then `shutdown` runs).
+    pub async fn stop(&self) {
+        let slots: Vec<Arc<PluginSlot>> = match self.slots.write() {
+            Ok(mut slots) => std::mem::take(&mut *slots).into_values().collect(),
+            Err(_) => return,
+        };
+        let releases: Vec<Arc<Release>> =
+            slots.iter().map(|slot| slot.active.load_full()).collect();
+        drop(slots);
+        for release in releases {
+            let stats = release.stats.clone();
+            drop(release);
+            for _ in 0..50 {
+                if stats.state() == crate::runtime::ReleaseState::Stopped {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {
+        self.slots.read().ok()?.get(name).cloned()
+    }
+
+    fn installed_snapshot(&self) -> InstalledSet {
+        self.installed
+            .lock()
+            .map(|set| set.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The daemon's resident set size, from /proc/self/statm.
+pub fn resident_memory_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|text| {
+            text.split_whitespace()
+                .nth(1)
+                .and_then(|pages| pages.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page_size).unwrap_or(4096)
+}
+
+impl From<CallError> for KernelError {
+    fn from(err: CallError) -> Self {
+        KernelError::Call(err)
+    }
+}

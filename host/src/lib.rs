@@ -1,0 +1,20 @@
+//! Cairn: a WebAssembly-plugin microkernel daemon for edge devices.
+//!
+//! The tree shows the microkernel:
+//! - [`runtime`]: the wasmtime engine, precompiled cache and one actor per running plugin release;
+//! - [`caps`]: one module per capability the host grants (the only place that knows them);
+//! - [`kernel`]: install, hot-swap, rollback, supervision and the journal of what runs;
+//! - [`policy`], [`state`], [`supply`]: policy files, crash-safe storage, signatures and component metadata;
+//! - [`admin`], [`cli`]: the local admin socket and the command line that uses it.
+
+pub mod admin;
+pub mod caps;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod kernel;
+pub mod logging;
+pub mod policy;
+pub mod runtime;
+pub mod state;
+pub mod supply;

@@ -1,0 +1,83 @@
+//! Precompiled components, keyed by component digest and engine compatibility.
+//!
+//! Deserialising native code is `unsafe`: it is only ever done from this cache's
+//! own directory, which the host writes itself (never from the network).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::state::atomic::write_atomic;
+use crate::state::digest::Digest;
+
+/// Directory of `<digest-hex>-<engine-hash>.cwasm` files.
+pub struct CompiledCache {
+    dir: PathBuf,
+    engine: Engine,
+    engine_hash: String,
+}
+
+impl CompiledCache {
+    pub fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
+        crate::state::atomic::create_private_dir(dir)
+            .with_context(|| format!("creating compiled cache {}", dir.display()))?;
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(CompiledCache {
+            dir: dir.to_path_buf(),
+            engine: engine.clone(),
+            engine_hash: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    fn path_for(&self, digest: &Digest) -> PathBuf {
+        self.dir
+            .join(format!("{}-{}.cwasm", digest.hex(), self.engine_hash))
+    }
+
+    /// Whether a precompiled artifact for `digest` exists for this engine.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path_for(digest).exists()
+    }
+
+    /// Loads the precompiled component, compiling `wasm` and storing the result
+    /// first if it is missing or unreadable.
+    pub fn load_or_compile(&self, digest: &Digest, wasm: &[u8]) -> anyhow::Result<Component> {
+        let path = self.path_for(digest);
+        if path.exists() {
+            match self.deserialize(&path) {
+                Ok(component) => return Ok(component),
+                Err(err) => {
+                    tracing::warn!(
+                        "discarding unreadable precompiled {}: {err:#}",
+                        path.display()
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let native = self
+            .engine
+            .precompile_component(wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        write_atomic(&path, &native).with_context(|| format!("writing {}", path.display()))?;
+        self.deserialize(&path)
+    }
+
+    /// Loads a precompiled component that must already be cached.
+    pub fn load(&self, digest: &Digest) -> anyhow::Result<Component> {
+        self.deserialize(&self.path_for(digest))
+    }
+
+    fn deserialize(&self, path: &Path) -> anyhow::Result<Component> {
+        // SAFETY: `path` lies in the host's private cache directory and was written
+        // by `precompile_component` of an engine with the same compatibility hash.
+        unsafe { Component::deserialize_file(&self.engine, path) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("loading precompiled {}", path.display()))
+    }
+}

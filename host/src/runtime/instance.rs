@@ -1,0 +1,154 @@
+//! The data each plugin instance's wasmtime `Store` carries.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::guest_output::GuestOutput;
+use crate::caps::{Grants, Hub, InstanceLocal};
+
+/// Who an instance is: the plugin and release it runs.
+#[derive(Debug, Clone)]
+pub struct PluginIdentity {
+    pub name: Arc<str>,
+    pub version: semver::Version,
+}
+
+/// Store data of one plugin instance: its identity and grants, the host-wide
+/// capability state, the capabilities' per-instance state, and its limits.
+pub struct InstanceState {
+    pub identity: PluginIdentity,
+    pub grants: Arc<Grants>,
+    pub hub: Arc<Hub>,
+    pub local: InstanceLocal,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    pub(super) budget: CpuBudget,
+    pub(super) output: GuestOutput,
+}
+
+impl InstanceState {
+    pub fn new(
+        identity: PluginIdentity,
+        grants: Arc<Grants>,
+        hub: Arc<Hub>,
+        local: InstanceLocal,
+        memory_limit: u64,
+    ) -> Self {
+        let output = GuestOutput::new(identity.name.clone());
+        // Deny-by-default WASI: no preopened directories, no environment,
+        // no network; stdout/stderr go to the host log.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        InstanceState {
+            identity,
+            grants,
+            hub,
+            local,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+                denied: false,
+            },
+            budget: CpuBudget::default(),
+            output,
+        }
+    }
+
+    /// The plugin's name, for capability checks and audit lines.
+    pub fn plugin(&self) -> &str {
+        &self.identity.name
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps a plugin's linear memory at its policy limit. A refused growth makes
+/// `memory.grow` fail inside the guest (Rust then aborts, which traps); the flag
+/// lets the fault report say the plugin ran out of memory.
+pub struct MemoryLimiter {
+    limit: u64,
+    pub denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired as u64 <= self.limit;
+        if !allowed {
+            self.denied = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Epoch ticks a call may spend executing wasm. Time spent awaiting host calls
+/// does not count: only ticks observed while wasm runs do.
+#[derive(Default)]
+pub struct CpuBudget {
+    pub allowed_ticks: u64,
+    used_ticks: u64,
+    pub exceeded: bool,
+}
+
+/// The error a call ends with when it outran its CPU budget.
+#[derive(Debug, thiserror::Error)]
+#[error("exceeded its CPU time limit of {0} ticks")]
+pub struct DeadlineExceeded(pub u64);
+
+/// Configures a new store: memory limiter, and an epoch callback that yields to
+/// the executor every tick (so a spinning plugin never starves the others) and
+/// interrupts the call once its budget is spent.
+pub fn configure_store(store: &mut Store<InstanceState>) {
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_callback(|mut ctx| {
+        let budget = &mut ctx.data_mut().budget;
+        budget.used_ticks += 1;
+        if budget.used_ticks > budget.allowed_ticks {
+            budget.exceeded = true;
+            return Err(DeadlineExceeded(budget.allowed_ticks).into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+}
+
+/// Resets the per-call limits before calling into the instance.
+pub fn begin_call(store: &mut Store<InstanceState>, allowed_ticks: u64) {
+    let data = store.data_mut();
+    data.budget = CpuBudget {
+        allowed_ticks,
+        used_ticks: 0,
+        exceeded: false,
+    };
+    data.limiter.denied = false;
+    store.set_epoch_deadline(1);
+}

@@ -1,0 +1,539 @@
+//! A running release of a plugin: one actor task that owns the instance's store
+//! and serves calls in order.
+//!
+//! Callers hold an `Arc<Release>`; the task ends once every holder has let go and
+//! the queued calls are served. That is what makes a hot swap lossless: the kernel
+//! points new calls at the new release, and calls already queued on the old one
+//! still finish there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+
+use super::bindings::{Event, Health, Plugin, PluginPre};
+use super::fault::{CallError, Fault, StartError};
+use super::instance::{self, InstanceState, PluginIdentity};
+use crate::caps::{Grants, Hub, InstanceLocal};
+use crate::policy::Limits;
+use crate::state::digest::Digest;
+
+const QUEUE_DEPTH: usize = 256;
+
+/// What every release needs from the runtime.
+pub struct RuntimeEnv {
+    pub engine: Engine,
+    pub linker: Linker<InstanceState>,
+    pub hub: Arc<Hub>,
+    /// One permit per live instance: the pooling allocator has a fixed number of slots.
+    pub instance_permits: Arc<Semaphore>,
+    pub faults: mpsc::UnboundedSender<FaultReport>,
+    pub epoch_tick: Duration,
+}
+
+/// Sent to the kernel's supervisor whenever an instance faults.
+#[derive(Debug, Clone)]
+pub struct FaultReport {
+    pub plugin: String,
+    pub release_id: u64,
+    pub fault: Fault,
+}
+
+/// Everything needed to (re)create instances of one release.
+pub struct ReleaseSpec {
+    pub identity: PluginIdentity,
+    pub digest: Digest,
+    pub pre: PluginPre<InstanceState>,
+    pub grants: Arc<Grants>,
+    pub limits: Limits,
+    /// The policy's `[config]` table as JSON, handed to `init`.
+    pub config_json: String,
+}
+
+impl ReleaseSpec {
+    /// Links `component` against the host's capabilities once; instances are
+    /// then created from the result cheaply.
+    pub fn prepare(
+        env: &RuntimeEnv,
+        component: &Component,
+    ) -> anyhow::Result<PluginPre<InstanceState>> {
+        let pre: InstancePre<InstanceState> = env.linker.instantiate_pre(component)?;
+        Ok(PluginPre::new(pre)?)
+    }
+}
+
+/// Lifecycle state of a release, as shown by `cairn plugin list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReleaseState {
+    Running = 0,
+    Restarting = 1,
+    Stopped = 2,
+}
+
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Running => "running",
+            ReleaseState::Restarting => "restarting",
+            ReleaseState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Counters of one release, read by status and metrics.
+#[derive(Default)]
+pub struct ReleaseStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub faults: AtomicU64,
+    pub restarts: AtomicU32,
+    pub events_dropped: AtomicU64,
+    state: AtomicU8,
+    pub last_fault: std::sync::Mutex<Option<String>>,
+}
+
+impl ReleaseStats {
+    pub fn state(&self) -> ReleaseState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => ReleaseState::Running,
+            1 => ReleaseState::Restarting,
+            _ => ReleaseState::Stopped,
+        }
+    }
+
+    fn set_state(&self, state: ReleaseState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+}
+
+/// Work for the actor.
+pub enum Job {
+    Command {
+        command: String,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, CallError>>,
+    },
+    Event(Event),
+    Snapshot {
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, CallError>>,
+    },
+    Restore {
+        state: Vec<u8>,
+        reply: oneshot::Sender<Result<bool, CallError>>,
+    },
+    Health {
+        reply: oneshot::Sender<Result<Health, CallError>>,
+    },
+}
+
+impl Job {
+    fn reject(self, error: CallError) {
+        match self {
+            Job::Command { reply, .. } => drop(reply.send(Err(error))),
+            Job::Snapshot { reply } => drop(reply.send(Err(error))),
+            Job::Restore { reply, .. } => drop(reply.send(Err(error))),
+            Job::Health { reply } => drop(reply.send(Err(error))),
+            Job::Event(_) => {}
+        }
+    }
+}
+
+/// A started release. Dropping the last handle stops it after its queue drains.
+pub struct Release {
+    pub id: u64,
+    pub identity: PluginIdentity,
+    pub digest: Digest,
+    pub limits: Limits,
+    pub stats: Arc<ReleaseStats>,
+    /// Id of the release currently serving this plugin, shared by all its
+    /// releases: switching it is one atomic store, so subscriptions deliver to
+    /// exactly one release at any instant.
+    pub activation: Arc<AtomicU64>,
+    pub started_at: Instant,
+    tx: mpsc::Sender<Job>,
+}
+
+static NEXT_RELEASE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Release {
+    /// Instantiates the release and runs its `init`; on success the actor is
+    /// running (not yet active) and serving calls.
+    pub async fn start(
+        spec: ReleaseSpec,
+        env: Arc<RuntimeEnv>,
+        activation: Arc<AtomicU64>,
+    ) -> Result<Arc<Release>, StartError> {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let id = NEXT_RELEASE_ID.fetch_add(1, Ordering::Relaxed);
+        let link = ActorLink {
+            tx: tx.downgrade(),
+            activation: activation.clone(),
+            release_id: id,
+        };
+        let live = Live::start(&spec, &env, &link).await?;
+        let release = Arc::new(Release {
+            id,
+            identity: spec.identity.clone(),
+            digest: spec.digest.clone(),
+            limits: spec.limits.clone(),
+            stats: Arc::default(),
+            activation,
+            started_at: Instant::now(),
+            tx,
+        });
+        let actor = Actor {
+            spec,
+            env,
+            link,
+            stats: release.stats.clone(),
+            release_id: release.id,
+        };
+        tokio::spawn(actor.run(live, rx));
+        Ok(release)
+    }
+
+    /// Runs a command, waiting at most `wait` for the queue and the call.
+    pub async fn command(
+        &self,
+        command: &str,
+        payload: Vec<u8>,
+        wait: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .ask(wait, |reply| Job::Command {
+                command: command.to_string(),
+                payload,
+                reply,
+            })
+            .await;
+        if result.is_err() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Queues an event without waiting; returns false (and counts it) when the
+    /// queue is full or the release has stopped.
+    pub fn deliver(&self, event: Event) -> bool {
+        let queued = self.tx.try_send(Job::Event(event)).is_ok();
+        if !queued {
+            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    pub async fn snapshot(&self, wait: Duration) -> Result<Option<Vec<u8>>, CallError> {
+        self.ask(wait, |reply| Job::Snapshot { reply }).await
+    }
+
+    pub async fn restore(&self, state: Vec<u8>, wait: Duration) -> Result<bool, CallError> {
+        self.ask(wait, |reply| Job::Restore { state, reply }).await
+    }
+
+    pub async fn health(&self, wait: Duration) -> Result<Health, CallError> {
+        self.ask(wait, |reply| Job::Health { reply }).await
+    }
+
+    /// Makes this release the one serving its plugin.
+    pub fn activate(&self) {
+        self.activation.store(self.id, Ordering::Release);
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.activation.load(Ordering::Acquire) == self.id
+    }
+
+    async fn ask<R>(
+        &self,
+        wait: Duration,
+        job: impl FnOnce(oneshot::Sender<Result<R, CallError>>) -> Job,
+    ) -> Result<R, CallError> {
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.tx
+                .send(job(reply))
+                .await
+                .map_err(|_| CallError::Unavailable("the plugin has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| CallError::Unavailable("the plugin stopped before answering".into()))?
+        };
+        match tokio::time::timeout(wait, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(wait)),
+        }
+    }
+}
+
+/// How an instance's capabilities reach back to its actor without keeping it alive.
+#[derive(Clone)]
+pub struct ActorLink {
+    pub tx: mpsc::WeakSender<Job>,
+    activation: Arc<AtomicU64>,
+    release_id: u64,
+}
+
+impl ActorLink {
+    /// Queues an event for the instance; false if it is gone or its queue is full.
+    pub fn deliver(&self, event: Event) -> bool {
+        self.tx
+            .upgrade()
+            .is_some_and(|tx| tx.try_send(Job::Event(event)).is_ok())
+    }
+
+    /// Whether the instance belongs to the release serving its plugin.
+    pub fn is_active(&self) -> bool {
+        self.activation.load(Ordering::Acquire) == self.release_id
+    }
+}
+
+/// The running instance: its store, exports and pool slot.
+struct Live {
+    store: Store<InstanceState>,
+    plugin: Plugin,
+    started: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Actor {
+    spec: ReleaseSpec,
+    env: Arc<RuntimeEnv>,
+    link: ActorLink,
+    stats: Arc<ReleaseStats>,
+    release_id: u64,
+}
+
+impl Actor {
+    async fn run(self, first: Live, mut rx: mpsc::Receiver<Job>) {
+        let base = self.spec.limits.restart_backoff;
+        let mut backoff = base;
+        let mut live = Some(first);
+        let mut restart_at = Instant::now();
+        loop {
+            let Some(current) = live.as_mut() else {
+                // Faulted: refuse work until the backoff has passed, then restart.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(restart_at.into()) => {
+                        match Live::start(&self.spec, &self.env, &self.link).await {
+                            Ok(fresh) => {
+                                self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                                self.stats.set_state(ReleaseState::Running);
+                                tracing::info!(plugin = %self.spec.identity.name, "restarted");
+                                live = Some(fresh);
+                            }
+                            Err(err) => {
+                                tracing::warn!(plugin = %self.spec.identity.name, "restart failed: {err}");
+                                backoff = (backoff * 2).min(self.spec.limits.restart_backoff_max);
+                                restart_at = Instant::now() + backoff;
+                            }
+                        }
+                    }
+                    job = rx.recv() => match job {
+                        Some(job) => job.reject(CallError::Unavailable(format!(
+                            "restarting after a fault, next attempt in {:.1}s",
+                            restart_at.saturating_duration_since(Instant::now()).as_secs_f64()
+                        ))),
+                        None => break,
+                    },
+                }
+                continue;
+            };
+            let Some(job) = rx.recv().await else { break };
+            if let Err(fault) = current.serve(job, self.ticks()).await {
+                let uptime = current.started.elapsed();
+                live = None;
+                // A release that ran well for a while starts its backoff afresh.
+                if uptime > self.spec.limits.restart_backoff_max {
+                    backoff = base;
+                }
+                restart_at = Instant::now() + backoff;
+                backoff = (backoff * 2).min(self.spec.limits.restart_backoff_max);
+                self.report(fault);
+            }
+        }
+        if let Some(mut current) = live {
+            current.shutdown(self.ticks()).await;
+        }
+        self.stats.set_state(ReleaseState::Stopped);
+    }
+
+    fn ticks(&self) -> u64 {
+        ticks_for(self.spec.limits.call_timeout, self.env.epoch_tick)
+    }
+
+    fn report(&self, fault: Fault) {
+        self.stats.faults.fetch_add(1, Ordering::Relaxed);
+        self.stats.set_state(ReleaseState::Restarting);
+        if let Ok(mut last) = self.stats.last_fault.lock() {
+            *last = Some(fault.to_string());
+        }
+        tracing::error!(plugin = %self.spec.identity.name, version = %self.spec.identity.version, "fault: {fault}; restarting with backoff");
+        let _ = self.env.faults.send(FaultReport {
+            plugin: self.spec.identity.name.to_string(),
+            release_id: self.release_id,
+            fault,
+        });
+    }
+}
+
+fn ticks_for(limit: Duration, tick: Duration) -> u64 {
+    (limit.as_nanos() / tick.as_nanos().max(1)).max(1) as u64
+}
+
+impl Live {
+    async fn start(
+        spec: &ReleaseSpec,
+        env: &RuntimeEnv,
+        link: &ActorLink,
+    ) -> Result<Live, StartError> {
+        let permit = tokio::time::timeout(
+            Duration::from_secs(5),
+            env.instance_permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| StartError::PoolExhausted)?
+        .map_err(|_| StartError::PoolExhausted)?;
+        let local = InstanceLocal::new(env.hub.clone(), link.clone());
+        let state = InstanceState::new(
+            spec.identity.clone(),
+            spec.grants.clone(),
+            env.hub.clone(),
+            local,
+            spec.limits.memory,
+        );
+        let mut store = Store::new(&env.engine, state);
+        instance::configure_store(&mut store);
+        instance::begin_call(
+            &mut store,
+            ticks_for(spec.limits.call_timeout, env.epoch_tick),
+        );
+        let plugin = match spec.pre.instantiate_async(&mut store).await {
+            Ok(plugin) => plugin,
+            Err(err) => return Err(StartError::Fault(Fault::classify(store.data(), &err))),
+        };
+        let init = plugin
+            .cairn_plugin_lifecycle()
+            .call_init(&mut store, &spec.config_json)
+            .await;
+        match init {
+            Ok(Ok(())) => Ok(Live {
+                store,
+                plugin,
+                started: Instant::now(),
+                _permit: permit,
+            }),
+            Ok(Err(message)) => Err(StartError::Init(message)),
+            Err(err) => Err(StartError::Fault(Fault::classify(store.data(), &err))),
+        }
+    }
+
+    /// Serves one job; a fault leaves the instance unusable and is returned.
+    async fn serve(&mut self, job: Job, ticks: u64) -> Result<(), Fault> {
+        instance::begin_call(&mut self.store, ticks);
+        let store = &mut self.store;
+        match job {
+            Job::Command {
+                command,
+                payload,
+                reply,
+            } => {
+                let outcome = self
+                    .plugin
+                    .cairn_plugin_handlers()
+                    .call_on_command(&mut *store, &command, &payload)
+                    .await;
+                let outcome = settle(store, outcome);
+                let fault = outcome.as_ref().err().cloned();
+                let _ = reply.send(match outcome {
+                    Ok(Ok(bytes)) => Ok(bytes),
+                    Ok(Err(message)) => Err(CallError::Plugin(message)),
+                    Err(fault) => Err(CallError::Fault(fault)),
+                });
+                fault.map_or(Ok(()), Err)
+            }
+            Job::Event(event) => {
+                let outcome = self
+                    .plugin
+                    .cairn_plugin_handlers()
+                    .call_on_event(&mut *store, &event)
+                    .await;
+                match settle(store, outcome)? {
+                    Ok(()) => Ok(()),
+                    Err(message) => {
+                        tracing::warn!(plugin = %store.data().plugin(), topic = %event.topic, "event handler failed: {message}");
+                        Ok(())
+                    }
+                }
+            }
+            Job::Snapshot { reply } => {
+                let outcome = self
+                    .plugin
+                    .cairn_plugin_lifecycle()
+                    .call_snapshot(&mut *store)
+                    .await;
+                answer(reply, settle(store, outcome))
+            }
+            Job::Restore { state, reply } => {
+                let outcome = self
+                    .plugin
+                    .cairn_plugin_lifecycle()
+                    .call_restore(&mut *store, &state)
+                    .await;
+                let outcome = settle(store, outcome);
+                let fault = outcome.as_ref().err().cloned();
+                let _ = reply.send(match outcome {
+                    Ok(Ok(understood)) => Ok(understood),
+                    Ok(Err(message)) => Err(CallError::Plugin(message)),
+                    Err(fault) => Err(CallError::Fault(fault)),
+                });
+                fault.map_or(Ok(()), Err)
+            }
+            Job::Health { reply } => {
+                let outcome = self
+                    .plugin
+                    .cairn_plugin_lifecycle()
+                    .call_health(&mut *store)
+                    .await;
+                answer(reply, settle(store, outcome))
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, ticks: u64) {
+        instance::begin_call(&mut self.store, ticks);
+        if let Err(err) = self
+            .plugin
+            .cairn_plugin_lifecycle()
+            .call_shutdown(&mut self.store)
+            .await
+        {
+            tracing::warn!(plugin = %self.store.data().plugin(), "shutdown failed: {err:#}");
+        }
+    }
+}
+
+/// Turns a wasmtime error (a trap, deadline or memory exhaustion) into a fault.
+fn settle<R>(store: &Store<InstanceState>, outcome: wasmtime::Result<R>) -> Result<R, Fault> {
+    outcome.map_err(|err| Fault::classify(store.data(), &err))
+}
+
+fn answer<R>(
+    reply: oneshot::Sender<Result<R, CallError>>,
+    outcome: Result<R, Fault>,
+) -> Result<(), Fault> {
+    match outcome {
+        Ok(value) => {
+            let _ = reply.send(Ok(value));
+            Ok(())
+        }
+        Err(fault) => {
+            let _ = reply.send(Err(CallError::Fault(fault.clone())));
+            Err(fault)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `counter`: keeps one count.
+//!
+//! The count is persisted in kv under `count` after every change and handed to
+//! the next release through snapshot/restore, so it survives restarts and hot
+//! swaps. Every change is published on `counter/changed` as `{"count":N}` and
+//! exported as the gauge `count`.
+//!
+//! Commands (JSON replies):
+//! - `get` → `{"count":N}`
+//! - `increment`, payload optional `{"by":N}` (default 1) → `{"count":N}`
+//! - `reset` → `{"count":0}`
+//! - `version` → `{"version":"..."}`
+
+use cairn_sdk::{Config, Plugin, events, kv, metrics, parse_payload};
+use serde::{Deserialize, Serialize};
+
+const COUNT_KEY: &str = "count";
+const CHANGED_TOPIC: &str = "counter/changed";
+
+struct Counter {
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CountMessage {
+    count: u64,
+}
+
+#[derive(Deserialize)]
+struct IncrementRequest {
+    #[serde(default = "one")]
+    by: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn json_reply(value: &impl Serialize) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(value).map_err(|e| e.to_string())
+}
+
+impl Counter {
+    fn reply(&self) -> Result<Vec<u8>, String> {
+        json_reply(&CountMessage { count: self.count })
+    }
+
+    /// Persists first so that the in-memory count never runs ahead of kv.
+    fn set_count(&mut self, count: u64) -> Result<(), String> {
+        kv::set_json(COUNT_KEY, &count)?;
+        self.count = count;
+        self.announce();
+        Ok(())
+    }
+
+    /// Announcing is best effort: the count is already stored, and a missing
+    /// subscriber or metrics series must not fail the command.
+    fn announce(&self) {
+        if let Err(error) = events::publish_json(CHANGED_TOPIC, &CountMessage { count: self.count })
+        {
+            cairn_sdk::warn!("could not publish {CHANGED_TOPIC}: {error}");
+        }
+        self.export_gauge();
+    }
+
+    fn export_gauge(&self) {
+        // A gauge is an f64; counts beyond 2^53 lose precision there, not in kv.
+        if let Err(error) = metrics::gauge_set("count", &[], self.count as f64) {
+            cairn_sdk::warn!("could not set gauge: {error}");
+        }
+    }
+
+    fn increment(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let request = parse_payload(payload)?.unwrap_or(IncrementRequest { by: 1 });
+        let count = self
+            .count
+            .checked_add(request.by)
+            .ok_or_else(|| format!("incrementing {} by {} overflows", self.count, request.by))?;
+        self.set_count(count)?;
+        self.reply()
+    }
+}
+
+impl Plugin for Counter {
+    fn init(_config: Config) -> Result<Self, String> {
+        let count = kv::get_json::<u64>(COUNT_KEY)?.unwrap_or(0);
+        let counter = Counter { count };
+        counter.export_gauge();
+        cairn_sdk::info!("counter starting at {count}");
+        Ok(counter)
+    }
+
+    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+        match command {
+            "get" => self.reply(),
+            "increment" => self.increment(payload),
+            "reset" => {
+                self.set_count(0)?;
+                self.reply()
+            }
+            "version" => {
+                json_reply(&serde_json::json!({ "version": cairn_sdk::plugin_version!() }))
+            }
+            other => Err(format!("unknown command `{other}`")),
+        }
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(&CountMessage { count: self.count }).ok()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<bool, String> {
+        let Ok(CountMessage { count }) = serde_json::from_slice(state) else {
+            return Ok(false);
+        };
+        // `init` read kv while the previous release may still have been serving
+        // commands; its snapshot is taken after that and is the newer count.
+        self.count = count;
+        self.export_gauge();
+        Ok(true)
+    }
+}
+
+cairn_sdk::export_plugin!(Counter);

@@ -1,0 +1,207 @@
+//! Installing, listing, calling and removing plugins through the real CLI, and
+//! every kind of bad input refused with a clear error and no change.
+
+mod harness;
+
+use std::fs;
+
+use harness::{Daemon, Options, plugin_wasm, variant};
+
+#[test]
+fn installs_lists_calls_and_removes() {
+    let daemon = Daemon::start();
+    let installed = daemon
+        .install(&plugin_wasm("counter"))
+        .expect("install counter");
+    assert_eq!(installed["name"], "counter");
+    assert_eq!(installed["state"], "running");
+    daemon.install(&plugin_wasm("echo")).expect("install echo");
+
+    let names: Vec<String> = daemon
+        .plugins()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(names, ["counter", "echo"]);
+
+    assert_eq!(
+        daemon.call("counter", "increment", r#"{"by": 2}"#).unwrap()["count"],
+        2
+    );
+    assert_eq!(daemon.call("counter", "get", "null").unwrap()["count"], 2);
+    let echoed = daemon
+        .call("echo", "echo", r#"{"hello": ["world", 1]}"#)
+        .unwrap();
+    assert_eq!(echoed, serde_json::json!({"hello": ["world", 1]}));
+    let relayed = daemon
+        .call(
+            "echo",
+            "relay",
+            r#"{"plugin": "counter", "command": "get", "payload": null}"#,
+        )
+        .unwrap();
+    assert_eq!(relayed["count"], 2);
+
+    daemon
+        .cli_json(&["plugin", "remove", "echo"])
+        .expect("remove echo");
+    let names: Vec<String> = daemon
+        .plugins()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(names, ["counter"]);
+    let err = daemon.call("echo", "echo", "1").unwrap_err();
+    assert!(err.contains("no plugin named `echo`"), "{err}");
+
+    let unknown = daemon.call("counter", "fly", "null").unwrap_err();
+    assert!(unknown.contains("fly"), "{unknown}");
+}
+
+#[test]
+fn refuses_bad_input_and_changes_nothing() {
+    let daemon = Daemon::start();
+    daemon.install(&plugin_wasm("counter")).unwrap();
+    daemon.call("counter", "increment", r#"{"by": 7}"#).unwrap();
+    let before = daemon.plugins();
+    let refused = |what: &str, result: Result<serde_json::Value, String>, needle: &str| {
+        let err = result.expect_err(what);
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{what}: expected `{needle}` in: {err}"
+        );
+        assert_eq!(daemon.plugins(), before, "{what} changed the installed set");
+        assert_eq!(
+            daemon.call("counter", "get", "null").unwrap()["count"],
+            7,
+            "{what} disturbed counter"
+        );
+    };
+
+    let unsigned = daemon.root().join("unsigned.wasm");
+    fs::copy(plugin_wasm("echo"), &unsigned).unwrap();
+    refused(
+        "unsigned",
+        daemon.cli_json(&["plugin", "install", unsigned.to_str().unwrap()]),
+        "signature",
+    );
+
+    let wrong_key = daemon.signed_copy(&plugin_wasm("echo"), "other");
+    refused(
+        "untrusted key",
+        daemon.cli_json(&["plugin", "install", wrong_key.to_str().unwrap()]),
+        "signature",
+    );
+
+    let tampered = daemon.signed_copy(&plugin_wasm("echo"), "dev");
+    let mut bytes = fs::read(&tampered).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&tampered, bytes).unwrap();
+    refused(
+        "tampered",
+        daemon.cli_json(&["plugin", "install", tampered.to_str().unwrap()]),
+        "signature",
+    );
+
+    let garbage = daemon.root().join("garbage.wasm");
+    fs::write(&garbage, b"this is not wasm at all").unwrap();
+    refused("garbage", daemon.install(&garbage), "wasm");
+
+    let core = daemon.root().join("core.wasm");
+    fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    refused(
+        "core module",
+        daemon.install(&core),
+        "core WebAssembly module",
+    );
+
+    let truncated = daemon.root().join("truncated.wasm");
+    let whole = fs::read(plugin_wasm("echo")).unwrap();
+    fs::write(&truncated, &whole[..whole.len() / 3]).unwrap();
+    refused("truncated", daemon.install(&truncated), "");
+
+    refused(
+        "imports beyond grants",
+        daemon.install(&plugin_wasm("escape")),
+        "cairn:host/commands",
+    );
+
+    fs::remove_file(daemon.root().join("policies/spin.toml")).unwrap();
+    refused("no policy", daemon.install(&plugin_wasm("spin")), "policy");
+
+    daemon.write_policy("trap", "[plugin\nname = \"trap\"\n");
+    refused(
+        "broken policy",
+        daemon.install(&plugin_wasm("trap")),
+        "trap.toml:1",
+    );
+
+    daemon.write_policy(
+        "trap",
+        "[plugin]\nname = \"trap\"\nsigners = [\"dev\"]\nsurprise = 1\n[grants.log]\n",
+    );
+    refused(
+        "unknown policy key",
+        daemon.install(&plugin_wasm("trap")),
+        "surprise",
+    );
+}
+
+#[test]
+fn downgrade_needs_force() {
+    let daemon = Daemon::start();
+    daemon
+        .install(&variant("versioned", "0.2.0", "ok"))
+        .unwrap();
+    let err = daemon
+        .install(&variant("versioned", "0.1.0", "ok"))
+        .unwrap_err();
+    assert!(err.contains("downgrade"), "{err}");
+    assert_eq!(
+        daemon.call("versioned", "version", "null").unwrap()["version"],
+        "0.2.0"
+    );
+    daemon
+        .install_forced(&variant("versioned", "0.1.0", "ok"))
+        .expect("forced downgrade");
+    assert_eq!(
+        daemon.call("versioned", "version", "null").unwrap()["version"],
+        "0.1.0"
+    );
+}
+
+#[test]
+fn state_survives_restart_without_network() {
+    let mut daemon = Daemon::start();
+    daemon.install(&plugin_wasm("counter")).unwrap();
+    for _ in 0..3 {
+        daemon.call("counter", "increment", "null").unwrap();
+    }
+    let before = daemon.plugins();
+    daemon.restart();
+    assert_eq!(daemon.plugins(), before);
+    assert_eq!(daemon.call("counter", "get", "null").unwrap()["count"], 3);
+}
+
+#[test]
+fn development_switch_allows_unsigned_and_says_so() {
+    let daemon = Daemon::start_with(Options {
+        allow_unsigned: true,
+        ..Options::default()
+    });
+    let unsigned = daemon.root().join("unsigned.wasm");
+    fs::copy(plugin_wasm("echo"), &unsigned).unwrap();
+    daemon
+        .cli_json(&["plugin", "install", unsigned.to_str().unwrap()])
+        .expect("unsigned install in development mode");
+    assert!(
+        daemon.daemon_log().contains("DEVELOPMENT MODE"),
+        "{}",
+        daemon.daemon_log()
+    );
+    assert_eq!(
+        daemon.cli_json(&["status"]).unwrap()["allow_unsigned"],
+        true
+    );
+}
