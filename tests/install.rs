@@ -93,20 +93,29 @@ fn refuses_bad_input_and_changes_nothing() {
         "signature",
     );
 
+    // Still a valid component, but not the one that was signed.
     let tampered = daemon.signed_copy(&plugin_wasm("echo"), "dev");
-    let mut bytes = fs::read(&tampered).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    fs::write(&tampered, bytes).unwrap();
-    refused(
-        "tampered",
-        daemon.cli_json(&["plugin", "install", tampered.to_str().unwrap()]),
-        "signature",
-    );
+    let bytes = fs::read(&tampered).unwrap();
+    let (from, to) = (br#""version":"0.1.0""#, br#""version":"9.1.0""#);
+    let at = bytes
+        .windows(from.len())
+        .position(|window| window == from)
+        .expect("metadata section");
+    let mut edited = bytes.clone();
+    edited[at..at + to.len()].copy_from_slice(to);
+    fs::write(&tampered, &edited).unwrap();
+    let install_tampered = || daemon.cli_json(&["plugin", "install", tampered.to_str().unwrap()]);
+    refused("tampered", install_tampered(), "signature");
+
+    let mut corrupted = bytes;
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    fs::write(&tampered, corrupted).unwrap();
+    refused("corrupted", install_tampered(), "invalid");
 
     let garbage = daemon.root().join("garbage.wasm");
     fs::write(&garbage, b"this is not wasm at all").unwrap();
-    refused("garbage", daemon.install(&garbage), "wasm");
+    refused("garbage", daemon.install(&garbage), "not a WebAssembly file");
 
     let core = daemon.root().join("core.wasm");
     fs::write(&core, b"\0asm\x01\0\0\0").unwrap();

@@ -87,6 +87,11 @@ fn memory_bomb_is_stopped_at_its_limit() {
     let daemon = Daemon::start();
     with_counter(&daemon);
     daemon.install(&plugin_wasm("membomb")).unwrap();
+    let graceful = daemon.call("membomb", "bomb-gracefully", "null").unwrap();
+    assert!(
+        graceful["allocated_mib"].as_u64().unwrap() < 16,
+        "the 16MiB policy limit did not hold: {graceful}"
+    );
     let err = daemon.call("membomb", "bomb", "null").unwrap_err();
     assert!(err.contains("out of memory"), "{err}");
     assert_eq!(daemon.call("counter", "get", "null").unwrap()["count"], 1);

@@ -140,6 +140,7 @@ impl Kernel {
         hub.attach_kernel(Arc::downgrade(&kernel));
         tokio::spawn(lifecycle::supervise(Arc::downgrade(&kernel), faults_rx));
         kernel.boot().await;
+        failpoint::arm();
         Ok(kernel)
     }
 

@@ -1,8 +1,8 @@
 //! Test plugin `membomb`: `ok` answers `"ok"`; `bomb` allocates and writes
-//! 1 MiB chunks until the allocator fails, then replies
-//! `{"allocated_mib":N}`. Under a policy memory limit the host refuses to
-//! grow linear memory, which ends the loop; a host without a limit lets it
-//! run until the 4 GiB wasm32 address space is exhausted.
+//! 1 MiB chunks with infallible allocation, so when the host refuses to grow
+//! linear memory past the policy limit the allocator aborts and the instance
+//! traps; `bomb-gracefully` uses fallible allocation and replies
+//! `{"allocated_mib":N}` once growth is refused.
 
 use std::hint::black_box;
 
@@ -11,6 +11,17 @@ use cairn_sdk::{Config, Plugin};
 const CHUNK: usize = 1024 * 1024;
 
 struct Membomb;
+
+/// Allocates until the process aborts on allocation failure.
+fn exhaust_memory() -> usize {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        chunks.push(black_box(vec![0xa5; CHUNK]));
+        if chunks.len() == usize::MAX {
+            return chunks.len();
+        }
+    }
+}
 
 /// Uses `try_reserve` rather than `Vec::with_capacity` so that running out
 /// of memory is an ordinary error instead of an abort.
@@ -36,7 +47,8 @@ impl Plugin for Membomb {
     fn on_command(&mut self, command: &str, _payload: &[u8]) -> Result<Vec<u8>, String> {
         match command {
             "ok" => Ok(br#""ok""#.to_vec()),
-            "bomb" => {
+            "bomb" => Ok(exhaust_memory().to_string().into_bytes()),
+            "bomb-gracefully" => {
                 let allocated_mib = allocate_until_failure();
                 serde_json::to_vec(&serde_json::json!({ "allocated_mib": allocated_mib }))
                     .map_err(|e| e.to_string())
