@@ -115,7 +115,11 @@ fn refuses_bad_input_and_changes_nothing() {
 
     let garbage = daemon.root().join("garbage.wasm");
     fs::write(&garbage, b"this is not wasm at all").unwrap();
-    refused("garbage", daemon.install(&garbage), "not a WebAssembly file");
+    refused(
+        "garbage",
+        daemon.install(&garbage),
+        "not a WebAssembly file",
+    );
 
     let core = daemon.root().join("core.wasm");
     fs::write(&core, b"\0asm\x01\0\0\0").unwrap();

@@ -1,7 +1,6 @@
 //! Benchmarks that drive the kernel in-process through the `cairn` library.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,8 +14,8 @@ use crate::stats::median_p99;
 use crate::workspace;
 
 fn wasm(name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = workspace()
-        .join("target/wasm32-wasip2/release")
+    let path = crate::target_dir()
+        .join("wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
     std::fs::read(&path).map_err(|err| {
         anyhow::anyhow!(
@@ -27,8 +26,8 @@ fn wasm(name: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn variant(name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = workspace()
-        .join("target/variants/out")
+    let path = crate::target_dir()
+        .join("variants/out")
         .join(format!("{name}.wasm"));
     std::fs::read(&path)
         .map_err(|err| anyhow::anyhow!("{}: {err} (run scripts/bench)", path.display()))
@@ -244,6 +243,5 @@ async fn swaps(setup: &Setup) -> anyhow::Result<()> {
         "| calls failed during the swaps | {} |",
         failed.load(Ordering::Relaxed)
     );
-    let _ = Path::new(".");
     Ok(())
 }

@@ -14,11 +14,17 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
 fn main() -> anyhow::Result<()> {
     let cairn = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/release/cairn"));
+        .unwrap_or_else(|| target_dir().join("release/cairn"));
     println!("{}", stats::machine());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

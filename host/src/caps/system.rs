@@ -89,6 +89,12 @@ fn disk(path: &Path) -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let stats = unsafe { stats.assume_init() };
-    let block = stats.f_frsize as u64;
-    Some((stats.f_blocks as u64 * block, stats.f_bavail as u64 * block))
+    // Field widths differ between targets; `From` widens where they are narrower.
+    #[allow(clippy::useless_conversion)]
+    let block = u64::from(stats.f_frsize);
+    #[allow(clippy::useless_conversion)]
+    Some((
+        u64::from(stats.f_blocks) * block,
+        u64::from(stats.f_bavail) * block,
+    ))
 }

@@ -245,7 +245,8 @@ impl Kernel {
             resident_memory_bytes()
         );
         let plugins = self.plugins();
-        let series: [(&str, &str, fn(&PluginView) -> u64); 4] = [
+        type Reading = fn(&PluginView) -> u64;
+        let series: [(&str, &str, Reading); 4] = [
             ("cairn_plugin_calls_total", "counter", |view| view.calls),
             ("cairn_plugin_faults_total", "counter", |view| view.faults),
             ("cairn_plugin_restarts_total", "counter", |view| {

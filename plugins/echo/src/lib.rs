@@ -1,22 +1,47 @@
 //! `echo`: reflects what it is sent.
 //!
 //! Events on `echo/in/<rest>` are republished unchanged on `echo/out/<rest>`.
+//! It also listens to `counter/changed` and keeps the last events it received
+//! (including its own timers), so the event bus can be watched from outside.
 //!
 //! Commands:
+//! - `publish`, payload `{"topic":"echo/in/..","payload":<json>}` → publishes it
+//! - `timer`, payload `{"after_ms":N,"topic":".."}` → sets a one-shot timer
+//! - `events` → the last events received, newest last
 //! - `echo` → the payload, unchanged
 //! - `facts` → the device's system facts as JSON
 //! - `relay`, payload `{"plugin":"..","command":"..","payload":<json>}` → calls
 //!   that plugin's command with the JSON payload and returns its reply unchanged
 //! - `version` → `{"version":"..."}`
 
-use cairn_sdk::{Config, Event, Plugin, commands, events, parse_payload, system};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use cairn_sdk::{Config, Event, Plugin, commands, events, parse_payload, system, timer};
 use serde::Deserialize;
 
 const INPUT_PATTERN: &str = "echo/in/#";
 const INPUT_PREFIX: &str = "echo/in";
 const OUTPUT_PREFIX: &str = "echo/out";
+const WATCHED: &str = "counter/changed";
+const KEPT_EVENTS: usize = 16;
 
-struct Echo;
+struct Echo {
+    received: VecDeque<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct PublishRequest {
+    topic: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct TimerRequest {
+    after_ms: u64,
+    topic: String,
+}
 
 #[derive(Deserialize)]
 struct RelayRequest {
@@ -48,8 +73,11 @@ fn relay(payload: &[u8]) -> Result<Vec<u8>, String> {
 impl Plugin for Echo {
     fn init(_config: Config) -> Result<Self, String> {
         events::subscribe(INPUT_PATTERN)?;
+        events::subscribe(WATCHED)?;
         cairn_sdk::info!("echo ready, relaying {INPUT_PATTERN} to {OUTPUT_PREFIX}/#");
-        Ok(Echo)
+        Ok(Echo {
+            received: VecDeque::new(),
+        })
     }
 
     fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
@@ -57,6 +85,20 @@ impl Plugin for Echo {
             "echo" => Ok(payload.to_vec()),
             "facts" => serde_json::to_vec(&system::facts()?).map_err(|e| e.to_string()),
             "relay" => relay(payload),
+            "publish" => {
+                let request: PublishRequest = parse_payload(payload)?
+                    .ok_or(r#"publish expects {"topic":..,"payload":..}"#)?;
+                let bytes = serde_json::to_vec(&request.payload).map_err(|e| e.to_string())?;
+                events::publish(&request.topic, &bytes)?;
+                Ok(b"null".to_vec())
+            }
+            "timer" => {
+                let request: TimerRequest =
+                    parse_payload(payload)?.ok_or(r#"timer expects {"after_ms":N,"topic":..}"#)?;
+                let id = timer::once(Duration::from_millis(request.after_ms), &request.topic)?;
+                serde_json::to_vec(&serde_json::json!({ "timer": id.0 })).map_err(|e| e.to_string())
+            }
+            "events" => serde_json::to_vec(&self.received).map_err(|e| e.to_string()),
             "version" => {
                 serde_json::to_vec(&serde_json::json!({ "version": cairn_sdk::plugin_version!() }))
                     .map_err(|e| e.to_string())
@@ -66,9 +108,19 @@ impl Plugin for Echo {
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {
-        let topic = output_topic(&event.topic)
-            .ok_or_else(|| format!("event on `{}` is outside {INPUT_PATTERN}", event.topic))?;
-        Ok(events::publish(&topic, &event.payload)?)
+        if self.received.len() == KEPT_EVENTS {
+            self.received.pop_front();
+        }
+        let payload = serde_json::from_slice(&event.payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&event.payload).into_owned())
+        });
+        self.received.push_back(
+            serde_json::json!({ "topic": event.topic, "source": event.source, "payload": payload }),
+        );
+        match output_topic(&event.topic) {
+            Some(topic) => Ok(events::publish(&topic, &event.payload)?),
+            None => Ok(()),
+        }
     }
 }
 

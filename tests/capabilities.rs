@@ -1,0 +1,126 @@
+//! Capabilities seen from plugins: events between plugins, timers, device
+//! facts, plugin-published metrics, kv persistence.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Daemon, plugin_wasm};
+use serde_json::Value;
+
+fn events(daemon: &Daemon) -> Vec<Value> {
+    daemon
+        .call("echo", "events", "null")
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn events_flow_between_plugins() {
+    let daemon = Daemon::start();
+    daemon.install(&plugin_wasm("counter")).unwrap();
+    daemon.install(&plugin_wasm("echo")).unwrap();
+    daemon.call("counter", "increment", r#"{"by": 3}"#).unwrap();
+    let received = daemon.eventually(Duration::from_secs(5), || {
+        events(&daemon).iter().any(|e| {
+            e["topic"] == "counter/changed"
+                && e["source"] == "counter"
+                && e["payload"]["count"] == 3
+        })
+    });
+    assert!(
+        received,
+        "echo never saw counter/changed: {:?}",
+        events(&daemon)
+    );
+
+    daemon
+        .call(
+            "echo",
+            "publish",
+            r#"{"topic": "echo/in/kitchen/temp", "payload": 21.5}"#,
+        )
+        .unwrap();
+    let looped = daemon.eventually(Duration::from_secs(5), || {
+        events(&daemon)
+            .iter()
+            .any(|e| e["topic"] == "echo/in/kitchen/temp" && e["payload"] == 21.5)
+    });
+    assert!(looped, "{:?}", events(&daemon));
+
+    let outside = daemon
+        .call(
+            "echo",
+            "publish",
+            r#"{"topic": "counter/changed", "payload": 0}"#,
+        )
+        .unwrap_err();
+    assert!(outside.contains("denied"), "{outside}");
+    let malformed = daemon
+        .call("echo", "publish", r#"{"topic": "echo/in/+", "payload": 0}"#)
+        .unwrap_err();
+    assert!(malformed.contains("invalid"), "{malformed}");
+}
+
+#[test]
+fn timers_deliver_private_events() {
+    let daemon = Daemon::start();
+    daemon.install(&plugin_wasm("echo")).unwrap();
+    let reply = daemon
+        .call("echo", "timer", r#"{"after_ms": 50, "topic": "wake-up"}"#)
+        .unwrap();
+    assert!(reply["timer"].as_u64().is_some(), "{reply}");
+    let fired = daemon.eventually(Duration::from_secs(5), || {
+        events(&daemon)
+            .iter()
+            .any(|e| e["topic"] == "wake-up" && e["source"] == "timer")
+    });
+    assert!(fired, "{:?}", events(&daemon));
+    for _ in 0..4 {
+        let _ = daemon.call("echo", "timer", r#"{"after_ms": 60000, "topic": "later"}"#);
+    }
+    let over = daemon
+        .call("echo", "timer", r#"{"after_ms": 60000, "topic": "later"}"#)
+        .unwrap_err();
+    assert!(over.contains("quota"), "{over}");
+}
+
+#[test]
+fn facts_and_metrics_reach_the_operator() {
+    let daemon = Daemon::start();
+    daemon.install(&plugin_wasm("counter")).unwrap();
+    daemon.install(&plugin_wasm("echo")).unwrap();
+    let facts = daemon.call("echo", "facts", "null").unwrap();
+    assert_eq!(facts["os"], std::env::consts::OS);
+    assert_eq!(facts["arch"], std::env::consts::ARCH);
+    assert!(facts["memory_total"].as_u64().unwrap() > 0, "{facts}");
+    assert!(facts["disk_total"].as_u64().unwrap() > 0, "{facts}");
+
+    daemon
+        .call("counter", "increment", r#"{"by": 41}"#)
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&daemon.cli(&["metrics"]).stdout).to_string();
+    assert!(
+        metrics.contains("cairn_plugin_count{plugin=\"counter\"} 41"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_plugin_calls_total{plugin=\"counter\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn kv_is_private_to_each_plugin_and_durable() {
+    let mut daemon = Daemon::start();
+    daemon.install(&plugin_wasm("counter")).unwrap();
+    daemon.install(&plugin_wasm("versioned")).unwrap();
+    daemon.call("counter", "increment", r#"{"by": 5}"#).unwrap();
+    daemon.call("versioned", "increment", "null").unwrap();
+    daemon.kill9();
+    daemon.restart();
+    assert_eq!(daemon.call("counter", "get", "null").unwrap()["count"], 5);
+    assert_eq!(daemon.call("versioned", "get", "null").unwrap()["count"], 1);
+}
