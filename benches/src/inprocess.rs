@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::stats::median_p99;
 use crate::workspace;
 
-fn wasm(name: &str) -> anyhow::Result<Vec<u8>> {
+pub fn wasm(name: &str) -> anyhow::Result<Vec<u8>> {
     let path = crate::target_dir()
         .join("wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
@@ -45,6 +45,7 @@ impl Setup {
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies)?;
         for (name, source) in [
+            ("spin", "tests/plugins/spin/policy.toml"),
             ("counter", "policies/counter.toml"),
             ("echo", "policies/echo.toml"),
             ("bench", "benches/plugin/policy.toml"),
@@ -93,30 +94,11 @@ pub async fn run() -> anyhow::Result<()> {
     let setup = Setup::new().await?;
     setup.install(wasm("counter")?, false).await?;
     setup.install(wasm("bench")?, false).await?;
-    instantiation(&setup).await?;
+    setup.install(wasm("spin")?, false).await?;
     command_round_trip(&setup).await?;
+    noisy_neighbour(&setup).await?;
     kv_round_trip(&setup).await?;
     swaps(&setup).await?;
-    Ok(())
-}
-
-/// Instance start from the precompiled cache: rollback twice per sample swaps
-/// in a freshly instantiated and initialised release of an already-compiled component.
-async fn instantiation(setup: &Setup) -> anyhow::Result<()> {
-    let kernel = &setup.kernel;
-    setup.install(variant("counter-0.2.0-ok")?, false).await?;
-    let mut samples = Vec::new();
-    for _ in 0..200 {
-        let started = Instant::now();
-        kernel.rollback("counter", "bench").await?;
-        samples.push(started.elapsed());
-    }
-    let (median, p99) = median_p99(&mut samples);
-    println!("\n## Instantiation from the precompiled cache\n");
-    println!("| operation | median µs | p99 µs |\n|---|---:|---:|");
-    println!(
-        "| swap to a cached release (instantiate + init + handover + readiness + journal fsync) | {median:.0} | {p99:.0} |"
-    );
     Ok(())
 }
 
@@ -189,6 +171,57 @@ async fn kv_round_trip(setup: &Setup) -> anyhow::Result<()> {
     );
     println!("| native `KvStore::get` on the same kind of store | {native_ns:.0} |");
     println!("| ratio | {:.1}× |", wasm_ns / native_ns.max(1e-9));
+    Ok(())
+}
+
+/// `counter get` latency alone, then while another plugin spins at its CPU limit.
+async fn noisy_neighbour(setup: &Setup) -> anyhow::Result<()> {
+    const N: usize = 3000;
+    let kernel = setup.kernel.clone();
+    let sample = |kernel: Arc<Kernel>| async move {
+        let mut samples = Vec::with_capacity(N);
+        for _ in 0..N {
+            let started = Instant::now();
+            kernel
+                .call("counter", "get", Vec::new(), Duration::from_secs(5))
+                .await?;
+            samples.push(started.elapsed());
+        }
+        anyhow::Ok(samples)
+    };
+    let mut quiet = sample(kernel.clone()).await?;
+    let spinning = Arc::new(AtomicBool::new(true));
+    let spinner = {
+        let (kernel, spinning) = (kernel.clone(), spinning.clone());
+        tokio::spawn(async move {
+            let mut faults = 0u32;
+            while spinning.load(Ordering::Relaxed) {
+                // Each call spins until its CPU limit ends it; the plugin then restarts.
+                if kernel
+                    .call("spin", "spin", Vec::new(), Duration::from_secs(10))
+                    .await
+                    .is_err()
+                {
+                    faults += 1;
+                }
+            }
+            faults
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut noisy = sample(kernel).await?;
+    spinning.store(false, Ordering::Relaxed);
+    let faults = spinner.await?;
+    let (quiet_median, quiet_p99) = median_p99(&mut quiet);
+    let (noisy_median, noisy_p99) = median_p99(&mut noisy);
+    println!(
+        "\n## Isolation: another plugin spinning at its CPU limit ({N} `counter get` calls)\n"
+    );
+    println!("| condition | median µs | p99 µs |\n|---|---:|---:|");
+    println!("| alone | {quiet_median:.1} | {quiet_p99:.1} |");
+    println!(
+        "| while `spin` loops (stopped {faults} times by its deadline meanwhile) | {noisy_median:.1} | {noisy_p99:.1} |"
+    );
     Ok(())
 }
 

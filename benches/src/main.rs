@@ -6,6 +6,7 @@
 
 mod daemon;
 mod inprocess;
+mod instantiate;
 mod stats;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    runtime.block_on(instantiate::run())?;
     runtime.block_on(inprocess::run())?;
     daemon::run(&cairn)?;
     Ok(())

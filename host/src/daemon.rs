@@ -9,7 +9,7 @@ use crate::admin::api::{
     AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, Status,
 };
 use crate::config::DaemonConfig;
-use crate::kernel::{InstallSource, Kernel, KernelConfig, PluginView};
+use crate::kernel::{InstallSource, Kernel, KernelConfig};
 use crate::logging::LogRing;
 use crate::runtime::engine::EngineSettings;
 
@@ -61,20 +61,6 @@ pub struct AdminService {
     pub logs: LogRing,
 }
 
-fn summary(view: PluginView) -> PluginSummary {
-    PluginSummary {
-        name: view.name,
-        version: view.version,
-        digest: view.digest,
-        state: view.state,
-        previous_version: view.previous_version,
-        restarts: view.restarts,
-        calls: view.calls,
-        traps: view.faults,
-        last_error: view.last_error,
-    }
-}
-
 impl AdminApi for AdminService {
     async fn status(&self) -> Result<Status, AdminError> {
         let config = self.kernel.config();
@@ -87,12 +73,12 @@ impl AdminApi for AdminService {
             allow_unsigned: config.allow_unsigned,
             allocator: self.kernel.allocator().as_str().into(),
             rss_bytes: crate::kernel::resident_memory_bytes(),
-            plugins: self.kernel.plugins().into_iter().map(summary).collect(),
+            plugins: self.kernel.plugins(),
         })
     }
 
     async fn list(&self) -> Result<Vec<PluginSummary>, AdminError> {
-        Ok(self.kernel.plugins().into_iter().map(summary).collect())
+        Ok(self.kernel.plugins())
     }
 
     async fn install(&self, req: InstallRequest) -> Result<PluginSummary, AdminError> {
@@ -111,7 +97,6 @@ impl AdminApi for AdminService {
         self.kernel
             .install(source, req.force, &|_| Ok(()))
             .await
-            .map(summary)
             .map_err(|err| err.to_admin())
     }
 
@@ -119,7 +104,6 @@ impl AdminApi for AdminService {
         self.kernel
             .rollback(&name, "requested by the operator")
             .await
-            .map(summary)
             .map_err(|err| err.to_admin())
     }
 

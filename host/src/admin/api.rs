@@ -48,7 +48,10 @@ pub struct PluginSummary {
     pub previous_version: Option<String>,
     pub restarts: u32,
     pub calls: u64,
-    pub traps: u64,
+    /// Traps, CPU-deadline and out-of-memory faults of the running release.
+    pub faults: u64,
+    /// Hot swaps since the daemon started.
+    pub swaps: u64,
     /// Last fault or rollback reason, if any.
     pub last_error: Option<String>,
 }

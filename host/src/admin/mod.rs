@@ -82,7 +82,8 @@ pub(crate) mod fake {
             previous_version: previous.map(str::to_string),
             restarts: 0,
             calls: 3,
-            traps: 0,
+            faults: 0,
+            swaps: 0,
             last_error: None,
         }
     }

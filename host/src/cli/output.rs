@@ -148,14 +148,14 @@ pub(crate) fn plugin_table(plugins: &[PluginSummary]) -> String {
                 plugin.state.clone(),
                 plugin.restarts.to_string(),
                 plugin.calls.to_string(),
-                plugin.traps.to_string(),
+                plugin.faults.to_string(),
                 short_digest(&plugin.digest),
             ]
         })
         .collect();
     let mut text = table(
         &[
-            "NAME", "VERSION", "PREVIOUS", "STATE", "RESTARTS", "CALLS", "TRAPS", "DIGEST",
+            "NAME", "VERSION", "PREVIOUS", "STATE", "RESTARTS", "CALLS", "FAULTS", "DIGEST",
         ],
         &rows,
     );

@@ -62,19 +62,7 @@ struct Soak {
 }
 
 /// A plugin as reported to the CLI and to plugins holding the `plugins` grant.
-#[derive(Debug, Clone)]
-pub struct PluginView {
-    pub name: String,
-    pub version: String,
-    pub digest: String,
-    pub state: String,
-    pub previous_version: Option<String>,
-    pub restarts: u32,
-    pub calls: u64,
-    pub faults: u64,
-    pub swaps: u64,
-    pub last_error: Option<String>,
-}
+pub use crate::admin::api::PluginSummary as PluginView;
 
 pub struct Kernel {
     config: KernelConfig,

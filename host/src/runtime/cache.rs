@@ -65,6 +65,8 @@ impl CompiledCache {
             .map_err(anyhow::Error::from)
             .context("compiling the component")?;
         write_atomic(&path, &native).with_context(|| format!("writing {}", path.display()))?;
+        drop(native);
+        release_freed_heap();
         self.deserialize(&path)
     }
 
@@ -79,5 +81,16 @@ impl CompiledCache {
         unsafe { Component::deserialize_file(&self.engine, path) }
             .map_err(anyhow::Error::from)
             .with_context(|| format!("loading precompiled {}", path.display()))
+    }
+}
+
+/// Compiling allocates tens of MiB that are freed afterwards; glibc keeps them
+/// mapped unless asked, which would leave a small device's daemon bloated
+/// after every install.
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -447,14 +447,7 @@ impl Live {
                     .cairn_plugin_handlers()
                     .call_on_command(&mut *store, &command, &payload)
                     .await;
-                let outcome = settle(store, outcome);
-                let fault = outcome.as_ref().err().cloned();
-                let _ = reply.send(match outcome {
-                    Ok(Ok(bytes)) => Ok(bytes),
-                    Ok(Err(message)) => Err(CallError::Plugin(message)),
-                    Err(fault) => Err(CallError::Fault(fault)),
-                });
-                fault.map_or(Ok(()), Err)
+                answer_fallible(reply, settle(store, outcome))
             }
             Job::Event(event) => {
                 let outcome = self
@@ -484,14 +477,7 @@ impl Live {
                     .cairn_plugin_lifecycle()
                     .call_restore(&mut *store, &state)
                     .await;
-                let outcome = settle(store, outcome);
-                let fault = outcome.as_ref().err().cloned();
-                let _ = reply.send(match outcome {
-                    Ok(Ok(understood)) => Ok(understood),
-                    Ok(Err(message)) => Err(CallError::Plugin(message)),
-                    Err(fault) => Err(CallError::Fault(fault)),
-                });
-                fault.map_or(Ok(()), Err)
+                answer_fallible(reply, settle(store, outcome))
             }
             Job::Health { reply } => {
                 let outcome = self
@@ -520,6 +506,22 @@ impl Live {
 /// Turns a wasmtime error (a trap, deadline or memory exhaustion) into a fault.
 fn settle<R>(store: &Store<InstanceState>, outcome: wasmtime::Result<R>) -> Result<R, Fault> {
     outcome.map_err(|err| Fault::classify(store.data(), &err))
+}
+
+/// Replies to an export that itself returns `result<R, string>`: its error is
+/// the plugin's, a fault is the host's.
+fn answer_fallible<R>(
+    reply: oneshot::Sender<Result<R, CallError>>,
+    outcome: Result<Result<R, String>, Fault>,
+) -> Result<(), Fault> {
+    match outcome {
+        Ok(Err(message)) => {
+            let _ = reply.send(Err(CallError::Plugin(message)));
+            Ok(())
+        }
+        Ok(Ok(value)) => answer(reply, Ok(value)),
+        Err(fault) => answer(reply, Err(fault)),
+    }
 }
 
 fn answer<R>(
