@@ -53,7 +53,8 @@ pub trait Plugin: Sized + 'static {
         Ok(false)
     }
 
-    /// Reports readiness and liveness. Checked before a swap completes and periodically.
+    /// Reports readiness: polled after `init` until it is not `Unhealthy`, before
+    /// the release starts serving (at install, on a swap and at boot).
     fn health(&self) -> Health {
         Health::Ok
     }

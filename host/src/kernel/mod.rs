@@ -19,7 +19,7 @@ use crate::runtime::cache::CompiledCache;
 use crate::runtime::engine::{self, Allocator, EngineSettings};
 use crate::runtime::{CallError, Release, RuntimeEnv};
 use crate::state::blobs::BlobStore;
-use crate::state::journal::{InstalledSet, Journal};
+use crate::state::journal::{InstalledSet, Journal, PluginRecord};
 use crate::state::kv::KvStore;
 use crate::supply::signing::TrustStore;
 
@@ -158,14 +158,18 @@ impl Kernel {
         let installed = self.installed_snapshot();
         installed
             .plugins
-            .keys()
-            .filter_map(|name| self.view(name))
+            .iter()
+            .map(|(name, record)| self.view_of(name, record))
             .collect()
     }
 
     /// The plugin as the CLI shows it, if installed.
     pub fn view(&self, name: &str) -> Option<PluginView> {
         let record = self.installed_snapshot().plugins.get(name)?.clone();
+        Some(self.view_of(name, &record))
+    }
+
+    fn view_of(&self, name: &str, record: &PluginRecord) -> PluginView {
         let previous_version = record
             .previous
             .as_ref()
@@ -176,7 +180,7 @@ impl Kernel {
             .ok()
             .and_then(|failures| failures.get(name).cloned());
         let Some(slot) = self.slot(name) else {
-            return Some(PluginView {
+            return PluginView {
                 name: name.to_string(),
                 version: record.active.version.to_string(),
                 digest: record.active.digest.to_string(),
@@ -187,12 +191,12 @@ impl Kernel {
                 faults: 0,
                 swaps: 0,
                 last_error: failure,
-            });
+            };
         };
         let release = slot.active.load_full();
         let stats = &release.stats;
         let last_fault = stats.last_fault.lock().ok().and_then(|last| last.clone());
-        Some(PluginView {
+        PluginView {
             name: name.to_string(),
             version: release.identity.version.to_string(),
             digest: release.digest.to_string(),
@@ -203,7 +207,7 @@ impl Kernel {
             faults: stats.faults.load(Ordering::Relaxed),
             swaps: slot.swaps.load(Ordering::Relaxed),
             last_error: last_fault.or(failure),
-        })
+        }
     }
 
     pub fn allocator(&self) -> Allocator {
