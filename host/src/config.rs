@@ -42,6 +42,17 @@ pub struct DaemonConfig {
     pub trust_keys: BTreeMap<String, PathBuf>,
     /// Plugin runtime settings.
     pub runtime: RuntimeConfig,
+    /// How plugins are fetched from OCI registries.
+    pub registry: RegistryConfig,
+}
+
+/// Settings for installing plugins from OCI registries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Registries (`host:port`, exactly) reached over plain HTTP; all others use HTTPS.
+    pub insecure: Vec<String>,
+    /// Owner-only TOML file with registry credentials, if any.
+    pub credentials: Option<PathBuf>,
 }
 
 /// Settings of the WebAssembly runtime.
@@ -77,6 +88,7 @@ impl Default for DaemonConfig {
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             trust_keys: BTreeMap::new(),
             runtime: RuntimeConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -153,6 +165,10 @@ impl DaemonConfig {
                     .map_or(DEFAULT_MAX_INSTANCES, NonZeroU32::get),
                 epoch_tick: file.runtime.epoch_tick.unwrap_or(DEFAULT_EPOCH_TICK),
             },
+            registry: RegistryConfig {
+                insecure: file.registry.insecure,
+                credentials: from_file(file.registry.credentials),
+            },
         })
     }
 }
@@ -173,6 +189,8 @@ struct ConfigFile {
     #[serde(default)]
     runtime: RuntimeSection,
     #[serde(default)]
+    registry: RegistrySection,
+    #[serde(default)]
     #[allow(dead_code, reason = "reserved: only checked to be empty for now")]
     listeners: ListenersSection,
 }
@@ -190,6 +208,14 @@ struct RuntimeSection {
     max_instances: Option<NonZeroU32>,
     #[serde(default, deserialize_with = "positive_duration")]
     epoch_tick: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySection {
+    #[serde(default)]
+    insecure: Vec<String>,
+    credentials: Option<PathBuf>,
 }
 
 /// Reserved for network listeners; no keys are accepted yet.

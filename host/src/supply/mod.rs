@@ -1,6 +1,7 @@
 //! Supply chain: who signed a plugin, and what the plugin file actually is.
 
 pub mod component;
+pub mod oci;
 pub mod signing;
 pub mod trust;
 

@@ -1,0 +1,7 @@
+//! Tests against a real `docker-registry` (Debian package `docker-registry`; basic auth
+//! files come from `htpasswd`, package `apache2-utils`), started per test.
+
+mod harness;
+mod network_tests;
+mod registry_tests;
+mod signing_tests;
