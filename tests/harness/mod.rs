@@ -2,6 +2,8 @@
 //! in a temporary directory and drives it through the real CLI.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::io::AsRawFd;

@@ -8,6 +8,7 @@ mod daemon;
 mod local;
 mod output;
 mod plugin;
+mod publish;
 mod remote;
 pub mod scaffold;
 #[cfg(test)]
@@ -110,6 +111,7 @@ fn run(cli: Cli) -> Result<Outcome, AdminError> {
         Command::Key(command) => local::run_key(command),
         Command::Policy(command) => local::run_policy(command),
         Command::Plugin(PluginCommand::Sign(args)) => plugin::sign(&args),
+        Command::Plugin(PluginCommand::Push(args)) => publish::push(&args),
         Command::Plugin(PluginCommand::New(args)) => plugin::new_project(args),
         command => {
             let socket = discover_socket(socket.or_else(socket_from_env), config.as_deref())?;
@@ -141,7 +143,9 @@ async fn run_remote(socket: &Path, command: Command) -> Result<Outcome, AdminErr
         Command::Daemon(_)
         | Command::Key(_)
         | Command::Policy(_)
-        | Command::Plugin(PluginCommand::Sign(_) | PluginCommand::New(_)) => Err(failure(
+        | Command::Plugin(
+            PluginCommand::Sign(_) | PluginCommand::New(_) | PluginCommand::Push(_),
+        ) => Err(failure(
             ErrorCode::Internal,
             "this command does not use the admin socket",
         )),

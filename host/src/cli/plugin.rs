@@ -17,6 +17,8 @@ use crate::admin::api::{AdminError, ErrorCode, InstallRequest, PluginSummary, Re
 pub enum PluginCommand {
     /// Install (or hot-swap) a plugin from a component file
     Install(InstallArgs),
+    /// Push a component to an OCI registry and sign it
+    Push(super::publish::PushArgs),
     /// List installed plugins
     List,
     /// Go back to a plugin's previous release
@@ -51,7 +53,7 @@ pub struct InstallArgs {
 /// Arguments of `cairn plugin sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// The component to sign
+    /// The component file to sign, or an artifact in a registry (oci://HOST/REPO:TAG or @sha256:…)
     pub file: PathBuf,
     /// Private key (PEM), e.g. from `cairn key generate`
     #[arg(long, value_name = "KEY")]
@@ -59,6 +61,9 @@ pub struct SignArgs {
     /// Where to write the signature [default: FILE.sig]
     #[arg(long, short = 'o', value_name = "SIG")]
     pub output: Option<PathBuf>,
+    /// For oci:// references: how to reach the registry
+    #[command(flatten)]
+    pub registry: super::publish::RegistryArgs,
 }
 
 /// Arguments of `cairn plugin new`.
@@ -165,6 +170,10 @@ pub(crate) async fn remove(socket: &Path, name: String) -> Result<Outcome, Admin
 /// `cairn plugin sign`.
 pub(crate) fn sign(args: &SignArgs) -> Result<Outcome, AdminError> {
     use crate::supply::signing::{SigningKey, sign_blob};
+
+    if let Some(reference) = args.file.to_str().filter(|text| text.starts_with("oci://")) {
+        return super::publish::sign_reference(reference, &args.key, &args.registry);
+    }
 
     let blob = std::fs::read(&args.file)
         .map_err(|error| io_failure(format!("cannot read {}", args.file.display()), &error))?;

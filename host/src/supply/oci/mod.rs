@@ -34,6 +34,7 @@ pub use client::{PulledPlugin, Registry, RegistryOptions};
 pub use error::OciError;
 pub use reference::{Reference, ReferenceError};
 pub use signature::{
-    COSIGN_SIGNATURE_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SignatureCheckError,
-    SignatureLayer, SimpleSigning, signature_tag, simple_signing_payload, verify_signatures,
+    COSIGN_SIGNATURE_TYPE, PLUGIN_NAME_ANNOTATION, PLUGIN_VERSION_ANNOTATION, SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE, SignatureCheckError, SignatureLayer, SimpleSigning,
+    plugin_annotations, signature_tag, simple_signing_payload, verify_signatures,
 };

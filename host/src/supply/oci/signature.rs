@@ -327,3 +327,17 @@ pub(crate) fn check_signature_manifest(
 #[cfg(test)]
 #[path = "signature_unit_tests.rs"]
 mod tests;
+
+/// Signed annotation binding a signature to the plugin's name: installs check it
+/// against the name the component and its policy carry.
+pub const PLUGIN_NAME_ANNOTATION: &str = "dev.cairn.plugin.name";
+/// Signed annotation binding a signature to the plugin's version.
+pub const PLUGIN_VERSION_ANNOTATION: &str = "dev.cairn.plugin.version";
+
+/// The annotations Cairn signs for a plugin release.
+pub fn plugin_annotations(name: &str, version: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PLUGIN_NAME_ANNOTATION.to_string(), name.to_string()),
+        (PLUGIN_VERSION_ANNOTATION.to_string(), version.to_string()),
+    ])
+}
