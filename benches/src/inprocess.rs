@@ -65,6 +65,7 @@ impl Setup {
                 max_instances: 32,
                 epoch_tick: Duration::from_millis(10),
             },
+            registry: cairn::supply::oci::RegistryOptions::default(),
         })
         .await?;
         Ok(Setup {

@@ -12,6 +12,7 @@ use crate::config::DaemonConfig;
 use crate::kernel::{InstallSource, Kernel, KernelConfig};
 use crate::logging::LogRing;
 use crate::runtime::engine::EngineSettings;
+use crate::supply::oci::{Credentials, RegistryOptions};
 
 /// How long an admin `call` waits for the plugin's reply.
 const CALL_WAIT: Duration = Duration::from_secs(30);
@@ -27,6 +28,7 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
             max_instances: config.runtime.max_instances,
             epoch_tick: config.runtime.epoch_tick,
         },
+        registry: registry_options(&config.registry)?,
     })
     .await?;
     let service = Arc::new(AdminService {
@@ -38,6 +40,18 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
     tracing::info!("stopping");
     kernel.stop().await;
     Ok(())
+}
+
+fn registry_options(config: &crate::config::RegistryConfig) -> anyhow::Result<RegistryOptions> {
+    let credentials = match &config.credentials {
+        Some(path) => Some(Credentials::load(path)?),
+        None => None,
+    };
+    Ok(RegistryOptions {
+        insecure: config.insecure.clone(),
+        credentials,
+        ..RegistryOptions::default()
+    })
 }
 
 async fn stop_signal() {
@@ -96,6 +110,17 @@ impl AdminApi for AdminService {
         };
         self.kernel
             .install(source, req.force, &|_| Ok(()))
+            .await
+            .map_err(|err| err.to_admin())
+    }
+
+    async fn install_ref(
+        &self,
+        reference: String,
+        force: bool,
+    ) -> Result<PluginSummary, AdminError> {
+        self.kernel
+            .install(InstallSource::Oci(reference), force, &|_| Ok(()))
             .await
             .map_err(|err| err.to_admin())
     }

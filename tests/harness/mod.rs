@@ -122,6 +122,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Limit the daemon's address space (bytes), to exercise allocator fallback.
     pub address_space_limit: Option<u64>,
+    /// Registries (`host:port`) the daemon may reach over plain HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 /// A daemon running in its own temporary directory.
@@ -172,8 +174,8 @@ impl Daemon {
             }
         }
         let config = format!(
-            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n",
-            options.allow_unsigned
+            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n[registry]\ninsecure = {:?}\n",
+            options.allow_unsigned, options.insecure_registries
         );
         fs::write(root.join("cairn.toml"), config).unwrap();
         let mut daemon = Daemon {

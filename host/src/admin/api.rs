@@ -102,6 +102,11 @@ pub enum Request {
     Status,
     List,
     Install(InstallRequest),
+    /// Install from an OCI reference (`oci://HOST/REPO:TAG` or `@sha256:…`).
+    InstallRef {
+        reference: String,
+        force: bool,
+    },
     Rollback {
         name: String,
     },
@@ -138,6 +143,12 @@ pub trait AdminApi: Send + Sync + 'static {
     fn install(
         &self,
         req: InstallRequest,
+    ) -> impl std::future::Future<Output = Result<PluginSummary, AdminError>> + Send;
+    /// Installs from an OCI registry, verifying its cosign signatures.
+    fn install_ref(
+        &self,
+        reference: String,
+        force: bool,
     ) -> impl std::future::Future<Output = Result<PluginSummary, AdminError>> + Send;
     fn rollback(
         &self,

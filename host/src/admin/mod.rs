@@ -117,6 +117,17 @@ pub(crate) mod fake {
             Ok(locked(&self.plugins).clone())
         }
 
+        async fn install_ref(
+            &self,
+            reference: String,
+            _force: bool,
+        ) -> Result<PluginSummary, AdminError> {
+            Err(AdminError::new(
+                ErrorCode::Unavailable,
+                format!("{reference}: no registry in the fake"),
+            ))
+        }
+
         async fn install(&self, req: InstallRequest) -> Result<PluginSummary, AdminError> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&req.component_b64)

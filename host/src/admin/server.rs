@@ -213,6 +213,10 @@ pub(crate) async fn dispatch<A: AdminApi>(api: &A, request: Request) -> Response
         Request::Status => api.status().await.and_then(|status| to_json(&status)),
         Request::List => api.list().await.and_then(|plugins| to_json(&plugins)),
         Request::Install(install) => api.install(install).await.and_then(|p| to_json(&p)),
+        Request::InstallRef { reference, force } => api
+            .install_ref(reference, force)
+            .await
+            .and_then(|p| to_json(&p)),
         Request::Rollback { name } => api.rollback(name).await.and_then(|p| to_json(&p)),
         Request::Remove { name } => api.remove(name).await.map(|()| serde_json::Value::Null),
         Request::Call {
@@ -237,6 +241,7 @@ fn operation_name(request: &Request) -> &'static str {
         Request::Status => "status",
         Request::List => "list",
         Request::Install(_) => "install",
+        Request::InstallRef { .. } => "install",
         Request::Rollback { .. } => "rollback",
         Request::Remove { .. } => "remove",
         Request::Call { .. } => "call",

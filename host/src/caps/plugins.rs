@@ -82,11 +82,7 @@ impl wit::Host for InstanceState {
                 bytes,
                 signature: Some(signature).filter(|sig| !sig.is_empty()),
             },
-            Source::Oci(reference) => {
-                return Err(CapError::Unavailable(format!(
-                    "cannot install `{reference}`: OCI sources are not supported by this host yet"
-                )));
-            }
+            Source::Oci(reference) => InstallSource::Oci(reference),
         };
         let kernel = self.hub.kernel()?;
         let audit_plugin = self.plugin().to_string();

@@ -40,7 +40,7 @@ pub enum PluginCommand {
 /// Arguments of `cairn plugin install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// The component (.wasm)
+    /// The component (.wasm), or an OCI reference (oci://HOST/REPO:TAG or @sha256:…) the daemon fetches
     pub file: PathBuf,
     /// Detached signature [default: FILE.sig when it exists]
     #[arg(long, value_name = "SIG")]
@@ -88,6 +88,15 @@ pub(crate) fn signature_path_for(file: &Path) -> PathBuf {
 
 /// `cairn plugin install`.
 pub(crate) async fn install(socket: &Path, args: InstallArgs) -> Result<Outcome, AdminError> {
+    if let Some(reference) = args.file.to_str().filter(|text| text.starts_with("oci://")) {
+        let request = Request::InstallRef {
+            reference: reference.to_string(),
+            force: args.force,
+        };
+        let value = ask(socket, &request).await?;
+        let plugin: PluginSummary = decode(&value)?;
+        return Ok(Outcome::new(value, render_installed(&plugin)));
+    }
     let component = std::fs::read(&args.file)
         .map_err(|error| io_failure(format!("cannot read {}", args.file.display()), &error))?;
     let signature = read_signature(&args.file, args.signature.as_deref())?;

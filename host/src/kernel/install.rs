@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use semver::Version;
 
+use super::registry::Provenance;
 use super::{Kernel, KernelError, PluginView, failpoint};
 use crate::caps::{self, Grants};
 use crate::policy::Policy;
 use crate::runtime::engine::MAX_PLUGIN_MEMORY;
 use crate::runtime::{PluginIdentity, ReleaseSpec};
 use crate::state::digest::Digest;
-use crate::state::journal::{HistoryEntry, PluginRecord, Release as ReleaseRecord};
+use crate::state::journal::{HistoryEntry, PluginRecord, RegistryOrigin, Release as ReleaseRecord};
 use crate::supply::component;
+use crate::supply::oci::{SignatureLayer, plugin_annotations, verify_signatures};
 
 /// Where the component to install comes from.
 pub enum InstallSource {
@@ -26,6 +28,8 @@ pub enum InstallSource {
     },
     /// A component already in the blob store, by `sha256:` digest.
     Cached(String),
+    /// An OCI reference, `oci://HOST/REPO:TAG` or `…@sha256:<hex>`.
+    Oci(String),
 }
 
 /// A component that passed every check against its policy.
@@ -34,6 +38,9 @@ pub(super) struct Vetted {
     pub version: Version,
     pub digest: Digest,
     pub signature: Option<String>,
+    pub origin: Option<RegistryOrigin>,
+    /// Signatures to keep locally, for components fetched from a registry.
+    registry_signatures: Vec<SignatureLayer>,
     pub policy: Policy,
     pub grants: Arc<Grants>,
 }
@@ -47,19 +54,19 @@ impl Kernel {
         force: bool,
         authorize: &(dyn Fn(&str) -> Result<(), String> + Sync),
     ) -> Result<PluginView, KernelError> {
-        let (bytes, signature) = match source {
-            InstallSource::Bytes { bytes, signature } => (bytes, signature),
+        let (bytes, provenance) = match source {
+            InstallSource::Bytes { bytes, signature } => (bytes, Provenance::Detached(signature)),
             InstallSource::Cached(digest) => {
                 let digest = Digest::parse(&digest)
                     .map_err(|err| KernelError::Invalid(format!("`{digest}`: {err}")))?;
                 let bytes = self.blobs.get(&digest).map_err(|err| {
                     KernelError::NotFound(format!("{digest} is not in the local cache: {err}"))
                 })?;
-                let signature = self.known_signature(&digest);
-                (bytes, signature)
+                (bytes, self.known_provenance(&digest))
             }
+            InstallSource::Oci(reference) => self.fetch(&reference).await?,
         };
-        let vetted = self.vet(&bytes, signature)?;
+        let vetted = self.vet(&bytes, provenance)?;
         authorize(&vetted.name).map_err(KernelError::Denied)?;
         let _change = self.changes.lock().await;
         let current = self.installed_snapshot().plugins.get(&vetted.name).cloned();
@@ -81,6 +88,13 @@ impl Kernel {
                 "the stored component's digest differs from the vetted one",
             ));
         }
+        if let Some(origin) = &vetted.origin {
+            self.fetched.save(
+                &origin.manifest_digest,
+                &digest,
+                &vetted.registry_signatures,
+            )?;
+        }
         failpoint::hit("install:after-blob");
         let spec = self.prepare(&vetted, bytes).await?;
         failpoint::hit("install:after-compile");
@@ -89,6 +103,7 @@ impl Kernel {
             digest: vetted.digest.clone(),
             signature: vetted.signature.clone(),
             installed_at: unix_now(),
+            origin: vetted.origin.clone(),
         };
         let name = vetted.name.clone();
         let entry = HistoryEntry {
@@ -121,11 +136,7 @@ impl Kernel {
     }
 
     /// Every check that can refuse a component, without side effects.
-    pub(super) fn vet(
-        &self,
-        bytes: &[u8],
-        signature: Option<String>,
-    ) -> Result<Vetted, KernelError> {
+    pub(super) fn vet(&self, bytes: &[u8], provenance: Provenance) -> Result<Vetted, KernelError> {
         let info =
             component::inspect(bytes).map_err(|err| KernelError::Invalid(err.to_string()))?;
         let (Some(name), Some(version)) = (info.name.clone(), info.version.clone()) else {
@@ -143,7 +154,16 @@ impl Kernel {
                 policy.limits.memory
             )));
         }
-        self.verify_signature(&policy, bytes, signature.as_deref())?;
+        let (signature, origin, registry_signatures) = match provenance {
+            Provenance::Detached(signature) => {
+                self.verify_signature(&policy, bytes, signature.as_deref())?;
+                (signature, None, Vec::new())
+            }
+            Provenance::Registry { origin, signatures } => {
+                self.verify_registry_signatures(&policy, &version, &origin, &signatures)?;
+                (None, Some(origin), signatures)
+            }
+        };
         caps::check_imports(info.imports.iter().map(String::as_str), &grants)
             .map_err(|err| KernelError::Policy(format!("{name} refused: {err}")))?;
         Ok(Vetted {
@@ -151,6 +171,8 @@ impl Kernel {
             version,
             digest: Digest::of(bytes),
             signature,
+            origin,
+            registry_signatures,
             policy,
             grants: Arc::new(grants),
         })
@@ -175,6 +197,38 @@ impl Kernel {
                 Ok(())
             }
             Err(err) => Err(KernelError::Signature(err.to_string())),
+        }
+    }
+
+    /// At least one cosign signature over exactly `origin`'s manifest digest, by a
+    /// key the policy names, binding this plugin's name and version.
+    fn verify_registry_signatures(
+        &self,
+        policy: &Policy,
+        version: &Version,
+        origin: &RegistryOrigin,
+        signatures: &[SignatureLayer],
+    ) -> Result<(), KernelError> {
+        let expected = plugin_annotations(&policy.plugin.name, &version.to_string());
+        match verify_signatures(
+            signatures,
+            &origin.manifest_digest,
+            &self.trust,
+            &policy.plugin.signers,
+            &expected,
+        ) {
+            Ok(key) => {
+                tracing::debug!(plugin = %policy.plugin.name, "{} verified with key `{key}`", origin.reference);
+                Ok(())
+            }
+            Err(err) if self.config.allow_unsigned => {
+                tracing::warn!(plugin = %policy.plugin.name, "DEVELOPMENT MODE: accepting {} whose signatures do not verify ({err})", origin.reference);
+                Ok(())
+            }
+            Err(err) => Err(KernelError::Signature(format!(
+                "{}: {err}",
+                origin.reference
+            ))),
         }
     }
 
@@ -214,7 +268,9 @@ impl Kernel {
             .blobs
             .get(&release.digest)
             .map_err(|err| KernelError::NotFound(format!("{name} {}: {err}", release.version)))?;
-        let vetted = self.vet(&bytes, release.signature.clone())?;
+        let provenance =
+            self.recorded_provenance(release.signature.clone(), release.origin.as_ref());
+        let vetted = self.vet(&bytes, provenance)?;
         if vetted.name != name {
             return Err(KernelError::Invalid(format!(
                 "the stored component of `{name}` names itself `{}`",
@@ -224,15 +280,20 @@ impl Kernel {
         self.prepare(&vetted, bytes).await
     }
 
-    /// The signature recorded for a digest, if the journal has one.
-    fn known_signature(&self, digest: &Digest) -> Option<String> {
+    /// How a cached component was verified when the journal recorded it.
+    fn known_provenance(&self, digest: &Digest) -> Provenance {
         let installed = self.installed_snapshot();
-        installed
+        let release = installed
             .plugins
             .values()
             .flat_map(|record| std::iter::once(&record.active).chain(record.previous.as_ref()))
-            .find(|release| &release.digest == digest)
-            .and_then(|release| release.signature.clone())
+            .find(|release| &release.digest == digest);
+        match release {
+            Some(release) => {
+                self.recorded_provenance(release.signature.clone(), release.origin.as_ref())
+            }
+            None => Provenance::Detached(None),
+        }
     }
 }
 

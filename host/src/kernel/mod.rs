@@ -21,12 +21,14 @@ use crate::runtime::{CallError, Release, RuntimeEnv};
 use crate::state::blobs::BlobStore;
 use crate::state::journal::{InstalledSet, Journal, PluginRecord};
 use crate::state::kv::KvStore;
+use crate::supply::oci::{Registry, RegistryOptions};
 use crate::supply::signing::TrustStore;
 
 mod error;
 pub mod failpoint;
 mod install;
 mod lifecycle;
+mod registry;
 mod swap;
 
 pub use error::KernelError;
@@ -42,6 +44,8 @@ pub struct KernelConfig {
     /// Trusted public keys by name; policies name their signers from these.
     pub trust_keys: BTreeMap<String, PathBuf>,
     pub engine: EngineSettings,
+    /// How plugins are fetched from OCI registries.
+    pub registry: RegistryOptions,
 }
 
 /// One installed plugin's running release.
@@ -70,6 +74,8 @@ pub struct Kernel {
     allocator: Allocator,
     cache: Arc<CompiledCache>,
     blobs: BlobStore,
+    registry: Registry,
+    fetched: registry::FetchedManifests,
     trust: TrustStore,
     journal: Journal,
     /// The last committed journal contents.
@@ -96,6 +102,10 @@ impl Kernel {
         let (journal, installed) = Journal::open(state_dir).context("opening the journal")?;
         let kv = KvStore::open(&state_dir.join("kv.redb")).context("opening the kv store")?;
         let trust = TrustStore::load(&config.trust_keys).context("loading trusted keys")?;
+        let registry =
+            Registry::new(config.registry.clone()).context("configuring registry access")?;
+        let fetched = registry::FetchedManifests::open(&state_dir.join("registry"))
+            .context("opening the registry records")?;
         let hub = Arc::new(Hub::new(state_dir, kv));
         let (faults_tx, faults_rx) = mpsc::unbounded_channel();
         let env = Arc::new(RuntimeEnv {
@@ -117,6 +127,8 @@ impl Kernel {
             allocator,
             cache,
             blobs,
+            registry,
+            fetched,
             trust,
             journal,
             installed: Mutex::new(installed),

@@ -34,6 +34,19 @@ pub struct Release {
     pub signature: Option<String>,
     /// When it was installed, in seconds since the Unix epoch.
     pub installed_at: u64,
+    /// Where it came from when installed from a registry; its cosign signatures
+    /// are kept locally so it can be verified again without the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<RegistryOrigin>,
+}
+
+/// A release's registry of origin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RegistryOrigin {
+    /// The reference it was installed from, as given.
+    pub reference: String,
+    /// The manifest digest its signatures cover.
+    pub manifest_digest: Digest,
 }
 
 /// One event in a plugin's life.
@@ -222,6 +235,7 @@ mod tests {
             digest: Digest::of(tag.as_bytes()),
             signature: Some(format!("sig-{tag}")),
             installed_at: 1_700_000_000 + major,
+            origin: None,
         }
     }
 

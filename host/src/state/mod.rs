@@ -12,5 +12,7 @@ mod crash_test;
 
 pub use blobs::{BlobError, BlobStore};
 pub use digest::{Digest, DigestParseError};
-pub use journal::{HistoryEntry, InstalledSet, Journal, JournalError, PluginRecord, Release};
+pub use journal::{
+    HistoryEntry, InstalledSet, Journal, JournalError, PluginRecord, RegistryOrigin, Release,
+};
 pub use kv::{KvError, KvStore};
