@@ -172,3 +172,96 @@ fn push_refuses_what_is_not_a_plugin_and_plain_http_unless_asked() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn inspect_shows_signers_and_needed_grants() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    keys(dir.path());
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        "[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n",
+    )
+    .unwrap();
+    let wasm = plugin_wasm("counter");
+    let reference = registry.reference("plugins/counter:0.1.0");
+    let key = dir.path().join("dev.key");
+    let pushed = cairn(&[
+        "plugin",
+        "push",
+        wasm.to_str().unwrap(),
+        &reference,
+        "--key",
+        key.to_str().unwrap(),
+        "--insecure",
+    ]);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    let out = cairn(&[
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+        "plugin",
+        "inspect",
+        &reference,
+        "--insecure",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["name"], "counter");
+    assert_eq!(
+        report["signatures"][0]["verified_by"],
+        serde_json::json!(["dev"])
+    );
+    assert_eq!(
+        report["signatures"][0]["annotations"]["dev.cairn.plugin.name"],
+        "counter"
+    );
+    let grants: Vec<&str> = report["grants_needed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    for grant in ["log", "kv", "events", "metrics"] {
+        assert!(grants.contains(&grant), "{grants:?}");
+    }
+
+    let signed_file = dir.path().join("counter.wasm");
+    std::fs::copy(&wasm, &signed_file).unwrap();
+    let other = dir.path().join("other.key");
+    assert!(
+        cairn(&[
+            "plugin",
+            "sign",
+            signed_file.to_str().unwrap(),
+            "--key",
+            other.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let out = cairn(&[
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+        "plugin",
+        "inspect",
+        signed_file.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["signatures"][0]["verified_by"],
+        serde_json::json!(["other"])
+    );
+    assert!(report["manifest_digest"].is_null());
+}

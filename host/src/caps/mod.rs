@@ -183,6 +183,29 @@ pub fn check_imports<'a>(
     Ok(())
 }
 
+/// What a plugin needs granted for one of its imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantNeed {
+    /// Nothing: baseline WASI or shared types.
+    Baseline,
+    /// `[grants.<name>]` in its policy.
+    Capability(&'static str),
+    /// Nothing can grant it on this host.
+    Unavailable,
+}
+
+/// The grant an import (e.g. `cairn:host/kv@0.1.0`) requires.
+pub fn grant_needed(import: &str) -> GrantNeed {
+    let interface = import.split('@').next().unwrap_or(import);
+    if interface == "cairn:host/types" || wasi::is_baseline(interface) {
+        return GrantNeed::Baseline;
+    }
+    match CAPABILITIES.iter().find(|(_, wit)| *wit == interface) {
+        Some((name, _)) => GrantNeed::Capability(name),
+        None => GrantNeed::Unavailable,
+    }
+}
+
 /// Validates a policy file, returning a one-line summary of its grants (for `cairn policy check`).
 pub fn check_policy_file(path: &Path) -> anyhow::Result<String> {
     let policy = Policy::load(path)?;

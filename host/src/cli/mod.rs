@@ -5,6 +5,7 @@
 //! or an [`AdminError`]; [`main`] prints the form `--json` asks for.
 
 mod daemon;
+mod inspect;
 mod local;
 mod output;
 mod plugin;
@@ -112,6 +113,7 @@ fn run(cli: Cli) -> Result<Outcome, AdminError> {
         Command::Policy(command) => local::run_policy(command),
         Command::Plugin(PluginCommand::Sign(args)) => plugin::sign(&args),
         Command::Plugin(PluginCommand::Push(args)) => publish::push(&args),
+        Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(&args, config.as_deref()),
         Command::Plugin(PluginCommand::New(args)) => plugin::new_project(args),
         command => {
             let socket = discover_socket(socket.or_else(socket_from_env), config.as_deref())?;
@@ -144,7 +146,10 @@ async fn run_remote(socket: &Path, command: Command) -> Result<Outcome, AdminErr
         | Command::Key(_)
         | Command::Policy(_)
         | Command::Plugin(
-            PluginCommand::Sign(_) | PluginCommand::New(_) | PluginCommand::Push(_),
+            PluginCommand::Sign(_)
+            | PluginCommand::New(_)
+            | PluginCommand::Push(_)
+            | PluginCommand::Inspect(_),
         ) => Err(failure(
             ErrorCode::Internal,
             "this command does not use the admin socket",

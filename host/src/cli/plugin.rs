@@ -19,6 +19,8 @@ pub enum PluginCommand {
     Install(InstallArgs),
     /// Push a component to an OCI registry and sign it
     Push(super::publish::PushArgs),
+    /// Show what a component file or registry artifact is, who signed it, and what it needs granted
+    Inspect(super::inspect::InspectArgs),
     /// List installed plugins
     List,
     /// Go back to a plugin's previous release

@@ -62,7 +62,10 @@ fn load_key(path: &Path) -> Result<SigningKey, AdminError> {
     })
 }
 
-fn registry_for(reference: &Reference, args: &RegistryArgs) -> Result<Registry, AdminError> {
+pub(super) fn registry_for(
+    reference: &Reference,
+    args: &RegistryArgs,
+) -> Result<Registry, AdminError> {
     let credentials = match &args.credentials {
         Some(path) => Some(
             Credentials::load(path)
@@ -83,11 +86,11 @@ fn registry_for(reference: &Reference, args: &RegistryArgs) -> Result<Registry, 
     .map_err(|error| failure(ErrorCode::Invalid, error.to_string()))
 }
 
-fn parse_reference(text: &str) -> Result<Reference, AdminError> {
+pub(super) fn parse_reference(text: &str) -> Result<Reference, AdminError> {
     Reference::parse(text).map_err(|error| failure(ErrorCode::Invalid, error.to_string()))
 }
 
-fn block_on<T>(
+pub(super) fn block_on<T>(
     work: impl std::future::Future<Output = Result<T, AdminError>>,
 ) -> Result<T, AdminError> {
     tokio::runtime::Builder::new_current_thread()
@@ -102,7 +105,7 @@ fn block_on<T>(
         .block_on(work)
 }
 
-fn registry_failure(error: impl std::fmt::Display) -> AdminError {
+pub(super) fn registry_failure(error: impl std::fmt::Display) -> AdminError {
     failure(ErrorCode::Unavailable, error.to_string())
 }
 
