@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::block_on;
 use super::output::Outcome;
-use super::publish::{RegistryArgs, block_on, parse_reference, registry_failure, registry_for};
+use super::publish::{RegistryArgs, parse_reference, registry_failure, registry_for};
 use super::{failure, io_failure};
 use crate::admin::api::{AdminError, ErrorCode};
 use crate::caps::{GrantNeed, grant_needed};

@@ -117,18 +117,26 @@ fn run(cli: Cli) -> Result<Outcome, AdminError> {
         Command::Plugin(PluginCommand::New(args)) => plugin::new_project(args),
         command => {
             let socket = discover_socket(socket.or_else(socket_from_env), config.as_deref())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| {
-                    failure(
-                        ErrorCode::Internal,
-                        format!("cannot start the async runtime: {error}"),
-                    )
-                })?;
-            runtime.block_on(run_remote(&socket, command))
+            block_on(run_remote(&socket, command))
         }
     }
+}
+
+/// Runs client-side async work on a one-thread runtime: the client commands
+/// need no more.
+pub(crate) fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, AdminError>>,
+) -> Result<T, AdminError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            failure(
+                ErrorCode::Internal,
+                format!("cannot start the async runtime: {error}"),
+            )
+        })?
+        .block_on(work)
 }
 
 /// Runs a command that talks to the daemon.

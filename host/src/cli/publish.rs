@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::output::Outcome;
-use super::{failure, io_failure};
+use super::{block_on, failure, io_failure};
 use crate::admin::api::{AdminError, ErrorCode};
+use crate::state::digest::Digest;
 use crate::supply::component;
 use crate::supply::oci::{
     Credentials, PluginMeta, Reference, Registry, RegistryOptions, plugin_annotations,
@@ -90,23 +91,24 @@ pub(super) fn parse_reference(text: &str) -> Result<Reference, AdminError> {
     Reference::parse(text).map_err(|error| failure(ErrorCode::Invalid, error.to_string()))
 }
 
-pub(super) fn block_on<T>(
-    work: impl std::future::Future<Output = Result<T, AdminError>>,
-) -> Result<T, AdminError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| {
-            failure(
-                ErrorCode::Internal,
-                format!("cannot start the async runtime: {error}"),
-            )
-        })?
-        .block_on(work)
-}
-
 pub(super) fn registry_failure(error: impl std::fmt::Display) -> AdminError {
     failure(ErrorCode::Unavailable, error.to_string())
+}
+
+/// Signs `digest`, binding the plugin's name and version as signed annotations.
+async fn sign_release(
+    registry: &Registry,
+    reference: &Reference,
+    digest: &Digest,
+    key: &SigningKey,
+    name: &str,
+    version: &semver::Version,
+) -> Result<(), AdminError> {
+    let annotations = plugin_annotations(name, &version.to_string());
+    registry
+        .sign(reference, digest, key, &annotations)
+        .await
+        .map_err(registry_failure)
 }
 
 /// `cairn plugin push FILE REF --key KEY`: pushes the component as a CNCF Wasm
@@ -120,7 +122,7 @@ pub(crate) fn push(args: &PushArgs) -> Result<Outcome, AdminError> {
             format!("{}: {error}", args.file.display()),
         )
     })?;
-    let (Some(name), Some(version)) = (info.name.clone(), info.version.clone()) else {
+    let Some((name, version)) = info.identity() else {
         return Err(failure(
             ErrorCode::Invalid,
             format!(
@@ -149,15 +151,7 @@ pub(crate) fn push(args: &PushArgs) -> Result<Outcome, AdminError> {
             .push_plugin(&reference, &wasm, &meta)
             .await
             .map_err(registry_failure)?;
-        registry
-            .sign(
-                &reference,
-                &digest,
-                &key,
-                &plugin_annotations(&name, &version.to_string()),
-            )
-            .await
-            .map_err(registry_failure)?;
+        sign_release(&registry, &reference, &digest, &key, &name, &version).await?;
         Ok(digest)
     })?;
     let pinned = reference.with_digest(digest.clone());
@@ -197,21 +191,13 @@ pub(crate) fn sign_reference(
             .map_err(registry_failure)?;
         let info = component::inspect(&pulled.wasm)
             .map_err(|error| failure(ErrorCode::Invalid, error.to_string()))?;
-        let (Some(name), Some(version)) = (info.name, info.version) else {
+        let Some((name, version)) = info.identity() else {
             return Err(failure(
                 ErrorCode::Invalid,
                 "the artifact's component carries no plugin name and version",
             ));
         };
-        registry
-            .sign(
-                &reference,
-                &digest,
-                &key,
-                &plugin_annotations(&name, &version.to_string()),
-            )
-            .await
-            .map_err(registry_failure)?;
+        sign_release(&registry, &reference, &digest, &key, &name, &version).await?;
         Ok((digest, name, version))
     })?;
     let human = format!(

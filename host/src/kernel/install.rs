@@ -139,7 +139,7 @@ impl Kernel {
     pub(super) fn vet(&self, bytes: &[u8], provenance: Provenance) -> Result<Vetted, KernelError> {
         let info =
             component::inspect(bytes).map_err(|err| KernelError::Invalid(err.to_string()))?;
-        let (Some(name), Some(version)) = (info.name.clone(), info.version.clone()) else {
+        let Some((name, version)) = info.identity() else {
             return Err(KernelError::Invalid(
                 "the component carries no plugin name and version (a `cairn-plugin` custom section): build it with cairn-sdk's export_plugin! macro".into(),
             ));

@@ -1,14 +1,14 @@
 //! Boot, rollback, removal, and the supervisor that rolls back a swap whose new
 //! release keeps faulting.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use super::install::unix_now;
 use super::{Kernel, KernelError, PluginView};
-use crate::runtime::{FaultReport, Release};
+use crate::runtime::FaultReport;
 use crate::state::journal::{HistoryEntry, Release as ReleaseRecord};
 
 impl Kernel {
@@ -23,14 +23,17 @@ impl Kernel {
             };
             tracing::error!(plugin = %name, "cannot start {}: {err}", record.active.version);
             let fallback = match &record.previous {
-                Some(previous) => self
-                    .boot_release(name, previous)
-                    .await
-                    .map(|()| previous.clone()),
-                None => Err(err.clone_message()),
+                Some(previous) => match self.boot_release(name, previous).await {
+                    Ok(()) => Some(previous.clone()),
+                    Err(fallback_err) => {
+                        tracing::error!(plugin = %name, "cannot start the previous release {} either: {fallback_err}", previous.version);
+                        None
+                    }
+                },
+                None => None,
             };
             match fallback {
-                Ok(previous) => {
+                Some(previous) => {
                     let (failed, reason) = (record.active.clone(), format!("at boot: {err}"));
                     let result = self.commit(|set| {
                         if let Some(entry) = set.plugins.get_mut(name) {
@@ -48,7 +51,7 @@ impl Kernel {
                         tracing::error!(plugin = %name, "could not journal the boot rollback: {err}");
                     }
                 }
-                Err(_) => {
+                None => {
                     if let Ok(mut failures) = self.failures.lock() {
                         failures.insert(name.clone(), err.to_string());
                     }
@@ -135,17 +138,6 @@ impl Kernel {
         }
         tracing::info!(plugin = %name, "removed");
         Ok(())
-    }
-
-    /// The serving release of `name`, if running.
-    pub fn release(&self, name: &str) -> Option<Arc<Release>> {
-        self.slot(name).map(|slot| slot.active.load_full())
-    }
-}
-
-impl KernelError {
-    fn clone_message(&self) -> KernelError {
-        KernelError::Start(self.to_string())
     }
 }
 

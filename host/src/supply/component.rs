@@ -22,6 +22,13 @@ pub struct ComponentInfo {
     pub size: usize,
 }
 
+impl ComponentInfo {
+    /// The plugin's name and version, when the component carries both.
+    pub fn identity(&self) -> Option<(String, semver::Version)> {
+        Some((self.name.clone()?, self.version.clone()?))
+    }
+}
+
 /// Why a file is not an acceptable component.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum ComponentError {
