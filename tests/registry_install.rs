@@ -65,7 +65,7 @@ fn push_raw(
         created: "1970-01-01T00:00:00Z".into(),
     };
     let digest = runtime
-        .block_on(client.push_plugin(&reference, &bytes, &meta))
+        .block_on(client.push_plugin(&reference, &bytes, &meta, &|_, _| {}))
         .unwrap();
     if let Some((name, version)) = sign_as {
         let key = SigningKey::load(&daemon.root().join("dev.key")).unwrap();
@@ -93,12 +93,44 @@ fn installs_and_upgrades_from_a_registry_then_works_offline() {
     assert_eq!(installed["version"], "0.1.0");
     daemon.call("counter", "increment", r#"{"by": 2}"#).unwrap();
 
+    // Without --json, slow steps are reported on stderr as they happen.
     let v2 = registry.reference("plugins/counter:0.2.0");
-    push(&daemon, &variant("counter", "0.2.0", "ok"), &v2, "dev");
-    let upgraded = daemon
-        .cli_json(&["plugin", "install", &v2])
-        .expect("upgrade from the registry");
-    assert_eq!(upgraded["version"], "0.2.0");
+    let key = daemon.root().join("dev.key");
+    let v2_wasm = variant("counter", "0.2.0", "ok");
+    let pushed = daemon.cli(&[
+        "plugin",
+        "push",
+        v2_wasm.to_str().unwrap(),
+        &v2,
+        "--key",
+        key.to_str().unwrap(),
+        "--insecure",
+    ]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    assert!(String::from_utf8_lossy(&pushed.stderr).contains("uploading"));
+    let upgraded = daemon.cli(&["plugin", "install", &v2]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&upgraded.stdout),
+        String::from_utf8_lossy(&upgraded.stderr),
+    );
+    assert!(upgraded.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("installed counter 0.2.0"), "{stdout}");
+    let steps: Vec<&str> = stderr
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "resolving",
+            "fetching",
+            "downloading",
+            "verifying",
+            "compiling",
+            "starting"
+        ],
+        "{stderr}"
+    );
     assert_eq!(daemon.call("counter", "get", "null").unwrap()["count"], 2);
 
     // The registry goes away: a restart brings everything back from the local cache,

@@ -85,6 +85,7 @@ impl Setup {
                 },
                 force,
                 &|_| Ok(()),
+                &cairn::progress::ignore,
             )
             .await?;
         Ok(())

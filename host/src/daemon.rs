@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::admin::api::{
-    AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, Status,
+    AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, ProgressSink, Status,
 };
 use crate::config::DaemonConfig;
 use crate::kernel::{InstallSource, Kernel, KernelConfig};
@@ -95,7 +95,11 @@ impl AdminApi for AdminService {
         Ok(self.kernel.plugins())
     }
 
-    async fn install(&self, req: InstallRequest) -> Result<PluginSummary, AdminError> {
+    async fn install(
+        &self,
+        req: InstallRequest,
+        progress: ProgressSink,
+    ) -> Result<PluginSummary, AdminError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(req.component_b64.as_bytes())
             .map_err(|err| {
@@ -109,7 +113,7 @@ impl AdminApi for AdminService {
             signature: req.signature,
         };
         self.kernel
-            .install(source, req.force, &|_| Ok(()))
+            .install(source, req.force, &|_| Ok(()), &*progress)
             .await
             .map_err(|err| err.to_admin())
     }
@@ -118,9 +122,15 @@ impl AdminApi for AdminService {
         &self,
         reference: String,
         force: bool,
+        progress: ProgressSink,
     ) -> Result<PluginSummary, AdminError> {
         self.kernel
-            .install(InstallSource::Oci(reference), force, &|_| Ok(()))
+            .install(
+                InstallSource::Oci(reference),
+                force,
+                &|_| Ok(()),
+                &*progress,
+            )
             .await
             .map_err(|err| err.to_admin())
     }

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod kernel;
 pub mod logging;
 pub mod policy;
+pub mod progress;
 pub mod runtime;
 pub mod state;
 pub mod supply;

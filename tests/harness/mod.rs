@@ -2,6 +2,7 @@
 //! in a temporary directory and drives it through the real CLI.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -115,6 +116,45 @@ pub fn cairn_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cairn"))
 }
 
+/// A copy of `wasm` grown to about `size` bytes by a custom section of
+/// incompressible bytes: a valid component that takes a while to move.
+pub fn padded(wasm: &Path, size: usize, dir: &Path) -> PathBuf {
+    let mut bytes = fs::read(wasm).unwrap();
+    let name = b"cairn-test-padding";
+    let payload = size.saturating_sub(bytes.len() + 32);
+    let mut section = Vec::new();
+    leb128(name.len() as u64, &mut section);
+    section.extend_from_slice(name);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    section.extend((0..payload).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    bytes.push(0); // custom section id
+    leb128(section.len() as u64, &mut bytes);
+    bytes.extend_from_slice(&section);
+    let out = dir.join(format!(
+        "padded-{size}-{}",
+        wasm.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&out, bytes).unwrap();
+    out
+}
+
+fn leb128(mut value: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// Options for starting a daemon.
 #[derive(Default, Clone)]
 pub struct Options {
@@ -124,6 +164,8 @@ pub struct Options {
     pub address_space_limit: Option<u64>,
     /// Registries (`host:port`) the daemon may reach over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Text of the registry credentials file (written owner-only), if any.
+    pub registry_credentials: Option<String>,
 }
 
 /// A daemon running in its own temporary directory.
@@ -173,10 +215,14 @@ impl Daemon {
                 fs::copy(&policy, root.join("policies").join(format!("{name}.toml"))).unwrap();
             }
         }
-        let config = format!(
+        let mut config = format!(
             "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n[registry]\ninsecure = {:?}\n",
             options.allow_unsigned, options.insecure_registries
         );
+        if let Some(text) = &options.registry_credentials {
+            write_owner_only(&root.join("credentials.toml"), text);
+            config.push_str("credentials = \"credentials.toml\"\n");
+        }
         fs::write(root.join("cairn.toml"), config).unwrap();
         let mut daemon = Daemon {
             dir,
@@ -185,6 +231,11 @@ impl Daemon {
         };
         daemon.spawn();
         daemon
+    }
+
+    /// Replaces the registry credentials file (read when the daemon starts).
+    pub fn set_registry_credentials(&self, text: &str) {
+        write_owner_only(&self.root().join("credentials.toml"), text);
     }
 
     pub fn root(&self) -> &Path {
@@ -407,4 +458,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+fn write_owner_only(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
 }

@@ -14,17 +14,33 @@ pub struct TestRegistry {
 }
 
 impl TestRegistry {
+    /// An anonymous registry.
     pub fn start() -> TestRegistry {
+        TestRegistry::start_with(None)
+    }
+
+    /// A registry requiring HTTP basic auth for `(user, password)` when given.
+    pub fn start_with(login: Option<(&str, &str)>) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd is installed (scripts/test installs apache2-utils)");
+            assert!(out.status.success());
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, out.stdout).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: cairn-test\n    path: {}\n",
+                path.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)

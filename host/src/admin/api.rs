@@ -3,7 +3,11 @@
 //! The daemon's kernel implements [`AdminApi`]; the socket server decodes
 //! [`Request`]s, calls the trait, and encodes [`Response`]s.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+use crate::progress::{Progress, Reporter};
 
 /// Machine-readable category of a failed admin operation (stable, used by `--json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,14 +129,20 @@ pub enum Request {
     Metrics,
 }
 
-/// The answer to one request: exactly one of `ok` or `error` is present.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One line of the answer to a request. Long operations first send lines with only
+/// `progress`; the final line has exactly one of `ok` or `error`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Response {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ok: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<AdminError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
+
+/// Where an operation reports its progress; the server streams it to the client.
+pub type ProgressSink = Arc<Reporter>;
 
 /// Operations of the running daemon that the admin socket serves.
 pub trait AdminApi: Send + Sync + 'static {
@@ -143,12 +153,14 @@ pub trait AdminApi: Send + Sync + 'static {
     fn install(
         &self,
         req: InstallRequest,
+        progress: ProgressSink,
     ) -> impl std::future::Future<Output = Result<PluginSummary, AdminError>> + Send;
     /// Installs from an OCI registry, verifying its cosign signatures.
     fn install_ref(
         &self,
         reference: String,
         force: bool,
+        progress: ProgressSink,
     ) -> impl std::future::Future<Output = Result<PluginSummary, AdminError>> + Send;
     fn rollback(
         &self,

@@ -10,6 +10,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::api::{AdminError, ErrorCode, Request, Response};
 use super::server::MAX_REQUEST_LINE;
+use crate::progress::Progress;
 
 /// Longest reply line the client accepts; generous because log dumps and
 /// metrics can be large, bounded so a confused peer cannot exhaust memory.
@@ -101,6 +102,16 @@ impl AdminClient {
 
     /// Sends one request and returns the daemon's `ok` value, or its error.
     pub async fn request(&mut self, req: &Request) -> Result<serde_json::Value, AdminError> {
+        self.request_with_progress(req, &mut |_| {}).await
+    }
+
+    /// Like [`Self::request`], handing each progress line the daemon sends on the
+    /// way to `on_progress`.
+    pub async fn request_with_progress(
+        &mut self,
+        req: &Request,
+        on_progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<serde_json::Value, AdminError> {
         let mut line = serde_json::to_vec(req).map_err(|error| {
             AdminError::new(
                 ErrorCode::Internal,
@@ -132,15 +143,26 @@ impl AdminClient {
                 return Err(self.lost(error));
             }
         }
-        let response = match (self.read_response().await, written) {
-            (Ok(Some(response)), _) => response,
-            (Ok(None), Ok(())) => {
-                return Err(AdminError::new(
-                    ErrorCode::Unavailable,
-                    "the daemon closed the connection without answering",
-                ));
+        let response = loop {
+            match (self.read_response().await, &written) {
+                (
+                    Ok(Some(Response {
+                        progress: Some(progress),
+                        ok: None,
+                        error: None,
+                    })),
+                    _,
+                ) => on_progress(progress),
+                (Ok(Some(response)), _) => break response,
+                (Ok(None), Ok(())) => {
+                    return Err(AdminError::new(
+                        ErrorCode::Unavailable,
+                        "the daemon closed the connection without answering",
+                    ));
+                }
+                (Ok(None), Err(error)) => return Err(self.lost(error)),
+                (Err(error), _) => return Err(self.lost(&error)),
             }
-            (Ok(None), Err(error)) | (Err(error), _) => return Err(self.lost(&error)),
         };
         match response.error {
             Some(error) => Err(error),
@@ -205,6 +227,7 @@ mod tests {
     use super::*;
     use crate::admin::api::InstallRequest;
     use crate::admin::fake::start;
+    use crate::progress::Phase;
 
     #[tokio::test]
     async fn answers_several_requests_on_one_connection() {
@@ -230,6 +253,32 @@ mod tests {
         assert_eq!(reply["echo"]["n"], 1);
         let metrics = client.request(&Request::Metrics).await.unwrap();
         assert!(metrics.as_str().unwrap().contains("cairn_plugins"));
+    }
+
+    #[tokio::test]
+    async fn streams_progress_before_the_answer_and_keeps_the_connection_usable() {
+        let server = start().await;
+        let mut client = AdminClient::connect(&server.socket).await.unwrap();
+        let mut seen = Vec::new();
+        let request = Request::InstallRef {
+            reference: "oci://registry.example/counter:1".into(),
+            force: false,
+        };
+        let answer = client
+            .request_with_progress(&request, &mut |progress| seen.push(progress))
+            .await
+            .unwrap_err();
+        assert_eq!(answer.code, ErrorCode::Unavailable);
+        let phases: Vec<Phase> = seen.iter().map(|p| p.phase).collect();
+        assert_eq!(phases.first(), Some(&Phase::Resolve), "{seen:?}");
+        let last = seen.last().unwrap();
+        assert_eq!(
+            (last.phase, last.done, last.total),
+            (Phase::Download, 1024, 1024)
+        );
+        // The progress lines were consumed with their request: the next answer is its own.
+        let status = client.request(&Request::Status).await.unwrap();
+        assert_eq!(status["pid"], 4242);
     }
 
     #[tokio::test]

@@ -20,9 +20,11 @@ pub(crate) mod fake {
     use tokio::sync::oneshot;
 
     use super::api::{
-        AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, Request, Status,
+        AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, ProgressSink,
+        Request, Status,
     };
     use super::client::AdminClient;
+    use crate::progress::{Phase, Progress};
 
     /// A fake daemon serving on a socket; sending on (or dropping) `stop` shuts it down.
     pub(crate) struct Running {
@@ -121,14 +123,28 @@ pub(crate) mod fake {
             &self,
             reference: String,
             _force: bool,
+            progress: ProgressSink,
         ) -> Result<PluginSummary, AdminError> {
+            // Reports steps like the real registry path, so the CLI's display is exercised.
+            progress(Progress::entering(Phase::Resolve));
+            for done in [0, 512, 1024] {
+                progress(Progress {
+                    phase: Phase::Download,
+                    done,
+                    total: 1024,
+                });
+            }
             Err(AdminError::new(
                 ErrorCode::Unavailable,
                 format!("{reference}: no registry in the fake"),
             ))
         }
 
-        async fn install(&self, req: InstallRequest) -> Result<PluginSummary, AdminError> {
+        async fn install(
+            &self,
+            req: InstallRequest,
+            _progress: ProgressSink,
+        ) -> Result<PluginSummary, AdminError> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&req.component_b64)
                 .map_err(|error| AdminError::new(ErrorCode::Invalid, error.to_string()))?;

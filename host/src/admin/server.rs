@@ -12,10 +12,11 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::api::{AdminApi, AdminError, ErrorCode, Request, Response};
+use super::api::{AdminApi, AdminError, ErrorCode, ProgressSink, Request, Response};
+use crate::progress::Progress;
 
 /// Longest request line accepted, newline excluded. Installs carry whole
 /// components in base64, so this bounds the component size to about 12 MiB.
@@ -197,7 +198,7 @@ async fn serve_connection<A: AdminApi>(
                 return write_response(&mut writer, &failure(error)).await;
             }
         };
-        let response = dispatch(api, request).await;
+        let response = answer_with_progress(api, request, &mut writer).await;
         write_response(&mut writer, &response).await?;
         // A last line without a newline is still answered, but nothing can follow it.
         if !complete {
@@ -206,15 +207,81 @@ async fn serve_connection<A: AdminApi>(
     }
 }
 
+/// Runs one request, streaming its progress lines to `writer` while it runs.
+///
+/// The request always runs to completion: a client that goes away mid-install
+/// must not cancel the install half-way, so a failed progress write only stops
+/// further progress lines.
+async fn answer_with_progress<A: AdminApi>(
+    api: &A,
+    request: Request,
+    writer: &mut (impl AsyncWrite + Unpin),
+) -> Response {
+    let (sender, mut reports) = mpsc::unbounded_channel();
+    let sink: ProgressSink = Arc::new(move |progress| {
+        let _ = sender.send(progress);
+    });
+    let work = dispatch(api, request, sink);
+    tokio::pin!(work);
+    let mut client_listens = true;
+    loop {
+        tokio::select! {
+            response = &mut work => {
+                // Reports queued just before the end still go out, ahead of the answer.
+                if client_listens && let Ok(first) = reports.try_recv() {
+                    let _ = forward_progress(first, &mut reports, writer).await;
+                }
+                return response;
+            }
+            Some(first) = reports.recv() => {
+                if client_listens && forward_progress(first, &mut reports, writer).await.is_err() {
+                    client_listens = false;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `first` and whatever else is queued, keeping only phase changes and the
+/// latest byte count, so a fast download does not become thousands of lines.
+async fn forward_progress(
+    first: Progress,
+    queued: &mut mpsc::UnboundedReceiver<Progress>,
+    writer: &mut (impl AsyncWrite + Unpin),
+) -> io::Result<()> {
+    let mut pending = vec![first];
+    while let Ok(next) = queued.try_recv() {
+        match pending.last_mut() {
+            Some(last) if last.phase == next.phase => *last = next,
+            _ => pending.push(next),
+        }
+    }
+    for progress in pending {
+        let line = Response {
+            progress: Some(progress),
+            ..Response::default()
+        };
+        write_response(writer, &line).await?;
+    }
+    Ok(())
+}
+
 /// Runs one request against the API.
-pub(crate) async fn dispatch<A: AdminApi>(api: &A, request: Request) -> Response {
+pub(crate) async fn dispatch<A: AdminApi>(
+    api: &A,
+    request: Request,
+    progress: ProgressSink,
+) -> Response {
     tracing::debug!(op = operation_name(&request), "admin request");
     let result = match request {
         Request::Status => api.status().await.and_then(|status| to_json(&status)),
         Request::List => api.list().await.and_then(|plugins| to_json(&plugins)),
-        Request::Install(install) => api.install(install).await.and_then(|p| to_json(&p)),
+        Request::Install(install) => api
+            .install(install, progress)
+            .await
+            .and_then(|p| to_json(&p)),
         Request::InstallRef { reference, force } => api
-            .install_ref(reference, force)
+            .install_ref(reference, force, progress)
             .await
             .and_then(|p| to_json(&p)),
         Request::Rollback { name } => api.rollback(name).await.and_then(|p| to_json(&p)),
@@ -230,7 +297,7 @@ pub(crate) async fn dispatch<A: AdminApi>(api: &A, request: Request) -> Response
     match result {
         Ok(value) => Response {
             ok: Some(value),
-            error: None,
+            ..Response::default()
         },
         Err(error) => failure(error),
     }
@@ -261,8 +328,8 @@ fn to_json(value: &impl Serialize) -> Result<serde_json::Value, AdminError> {
 
 fn failure(error: AdminError) -> Response {
     Response {
-        ok: None,
         error: Some(error),
+        ..Response::default()
     }
 }
 

@@ -95,7 +95,7 @@ impl wit::Host for InstanceState {
             }
         };
         kernel
-            .install(source, force, &authorize)
+            .install(source, force, &authorize, &crate::progress::ignore)
             .await
             .map(info)
             .map_err(|err| err.to_cap_error())

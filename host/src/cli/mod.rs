@@ -9,6 +9,7 @@ mod inspect;
 mod local;
 mod output;
 mod plugin;
+mod progress;
 mod publish;
 mod remote;
 pub mod scaffold;
@@ -112,12 +113,12 @@ fn run(cli: Cli) -> Result<Outcome, AdminError> {
         Command::Key(command) => local::run_key(command),
         Command::Policy(command) => local::run_policy(command),
         Command::Plugin(PluginCommand::Sign(args)) => plugin::sign(&args),
-        Command::Plugin(PluginCommand::Push(args)) => publish::push(&args),
+        Command::Plugin(PluginCommand::Push(args)) => publish::push(&args, json),
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(&args, config.as_deref()),
         Command::Plugin(PluginCommand::New(args)) => plugin::new_project(args),
         command => {
             let socket = discover_socket(socket.or_else(socket_from_env), config.as_deref())?;
-            block_on(run_remote(&socket, command))
+            block_on(run_remote(&socket, command, json))
         }
     }
 }
@@ -140,13 +141,14 @@ pub(crate) fn block_on<T>(
 }
 
 /// Runs a command that talks to the daemon.
-async fn run_remote(socket: &Path, command: Command) -> Result<Outcome, AdminError> {
+/// `quiet` (for `--json`) hides progress displays.
+async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outcome, AdminError> {
     match command {
         Command::Status => remote::status(socket).await,
         Command::Call(args) => remote::call(socket, args).await,
         Command::Logs(args) => remote::logs(socket, args).await,
         Command::Metrics => remote::metrics(socket).await,
-        Command::Plugin(PluginCommand::Install(args)) => plugin::install(socket, args).await,
+        Command::Plugin(PluginCommand::Install(args)) => plugin::install(socket, args, quiet).await,
         Command::Plugin(PluginCommand::List) => plugin::list(socket).await,
         Command::Plugin(PluginCommand::Rollback { name }) => plugin::rollback(socket, name).await,
         Command::Plugin(PluginCommand::Remove { name }) => plugin::remove(socket, name).await,

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use clap::{Args, Subcommand};
 
 use super::output::{self, Outcome};
-use super::remote::{ask, decode};
+use super::remote::{ask, ask_showing_progress, decode};
 use super::{failure, io_failure};
 use crate::admin::api::{AdminError, ErrorCode, InstallRequest, PluginSummary, Request};
 
@@ -89,13 +89,17 @@ pub(crate) fn signature_path_for(file: &Path) -> PathBuf {
 }
 
 /// `cairn plugin install`.
-pub(crate) async fn install(socket: &Path, args: InstallArgs) -> Result<Outcome, AdminError> {
+pub(crate) async fn install(
+    socket: &Path,
+    args: InstallArgs,
+    quiet: bool,
+) -> Result<Outcome, AdminError> {
     if let Some(reference) = args.file.to_str().filter(|text| text.starts_with("oci://")) {
         let request = Request::InstallRef {
             reference: reference.to_string(),
             force: args.force,
         };
-        let value = ask(socket, &request).await?;
+        let value = ask_showing_progress(socket, &request, quiet).await?;
         let plugin: PluginSummary = decode(&value)?;
         return Ok(Outcome::new(value, render_installed(&plugin)));
     }
@@ -108,7 +112,7 @@ pub(crate) async fn install(socket: &Path, args: InstallArgs) -> Result<Outcome,
         signature,
         force: args.force,
     });
-    let value = ask(socket, &request).await?;
+    let value = ask_showing_progress(socket, &request, quiet).await?;
     let plugin: PluginSummary = decode(&value)?;
     let mut human = render_installed(&plugin);
     if !signed {

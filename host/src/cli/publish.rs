@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::output::Outcome;
+use super::progress::ProgressView;
 use super::{block_on, failure, io_failure};
 use crate::admin::api::{AdminError, ErrorCode};
+use crate::progress::{Phase, Progress};
 use crate::state::digest::Digest;
 use crate::supply::component;
 use crate::supply::oci::{
@@ -113,7 +115,7 @@ async fn sign_release(
 
 /// `cairn plugin push FILE REF --key KEY`: pushes the component as a CNCF Wasm
 /// artifact and signs its digest, binding the plugin's name and version.
-pub(crate) fn push(args: &PushArgs) -> Result<Outcome, AdminError> {
+pub(crate) fn push(args: &PushArgs, quiet: bool) -> Result<Outcome, AdminError> {
     let wasm = std::fs::read(&args.file)
         .map_err(|error| io_failure(format!("cannot read {}", args.file.display()), &error))?;
     let info = component::inspect(&wasm).map_err(|error| {
@@ -146,9 +148,16 @@ pub(crate) fn push(args: &PushArgs) -> Result<Outcome, AdminError> {
             .clone()
             .unwrap_or_else(|| PINNED_CREATED.to_string()),
     };
+    let view = ProgressView::new(quiet);
     let digest = block_on(async {
         let digest = registry
-            .push_plugin(&reference, &wasm, &meta)
+            .push_plugin(&reference, &wasm, &meta, &|done, total| {
+                view.report(Progress {
+                    phase: Phase::Upload,
+                    done,
+                    total,
+                })
+            })
             .await
             .map_err(registry_failure)?;
         sign_release(&registry, &reference, &digest, &key, &name, &version).await?;

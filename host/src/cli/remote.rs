@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::failure;
 use super::output::{self, Outcome};
+use super::progress::ProgressView;
 use crate::admin::api::{AdminError, ErrorCode, LogRecord, Request, Status};
 use crate::admin::client::AdminClient;
 
@@ -39,6 +40,21 @@ pub struct LogsArgs {
 pub(crate) async fn ask(socket: &Path, request: &Request) -> Result<serde_json::Value, AdminError> {
     let mut client = AdminClient::connect(socket).await?;
     client.request(request).await
+}
+
+/// Like [`ask`], drawing the daemon's progress reports while waiting.
+pub(crate) async fn ask_showing_progress(
+    socket: &Path,
+    request: &Request,
+    quiet: bool,
+) -> Result<serde_json::Value, AdminError> {
+    let view = ProgressView::new(quiet);
+    let mut client = AdminClient::connect(socket).await?;
+    let answer = client
+        .request_with_progress(request, &mut |progress| view.report(progress))
+        .await;
+    view.finish();
+    answer
 }
 
 /// Reads the daemon's `ok` value as `T` (the value itself is what `--json` prints).

@@ -12,6 +12,7 @@ use super::registry::Provenance;
 use super::{Kernel, KernelError, PluginView, failpoint};
 use crate::caps::{self, Grants};
 use crate::policy::Policy;
+use crate::progress::{Phase, Progress, Reporter};
 use crate::runtime::engine::MAX_PLUGIN_MEMORY;
 use crate::runtime::{PluginIdentity, ReleaseSpec};
 use crate::state::digest::Digest;
@@ -47,12 +48,14 @@ pub(super) struct Vetted {
 
 impl Kernel {
     /// Installs a plugin release, hot-swapping it in if an older one runs.
-    /// `authorize` decides, from the plugin's name, whether the caller may.
+    /// `authorize` decides, from the plugin's name, whether the caller may;
+    /// `progress` hears about each step as it starts (and about bytes downloaded).
     pub async fn install(
         &self,
         source: InstallSource,
         force: bool,
         authorize: &(dyn Fn(&str) -> Result<(), String> + Sync),
+        progress: &Reporter,
     ) -> Result<PluginView, KernelError> {
         let (bytes, provenance) = match source {
             InstallSource::Bytes { bytes, signature } => (bytes, Provenance::Detached(signature)),
@@ -64,8 +67,9 @@ impl Kernel {
                 })?;
                 (bytes, self.known_provenance(&digest))
             }
-            InstallSource::Oci(reference) => self.fetch(&reference).await?,
+            InstallSource::Oci(reference) => self.fetch(&reference, progress).await?,
         };
+        progress(Progress::entering(Phase::Verify));
         let vetted = self.vet(&bytes, provenance)?;
         authorize(&vetted.name).map_err(KernelError::Denied)?;
         let _change = self.changes.lock().await;
@@ -96,6 +100,7 @@ impl Kernel {
             )?;
         }
         failpoint::hit("install:after-blob");
+        progress(Progress::entering(Phase::Compile));
         let spec = self.prepare(&vetted, bytes).await?;
         failpoint::hit("install:after-compile");
         let release = ReleaseRecord {
@@ -112,6 +117,7 @@ impl Kernel {
             version: vetted.version.to_string(),
             reason: None,
         };
+        progress(Progress::entering(Phase::Start));
         self.activate(&name, spec, current.is_some(), |set| {
             let record = set
                 .plugins

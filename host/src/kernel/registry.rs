@@ -12,10 +12,11 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::{Kernel, KernelError};
+use crate::progress::{Phase, Progress, Reporter};
 use crate::state::atomic::write_atomic;
 use crate::state::digest::Digest;
 use crate::state::journal::RegistryOrigin;
-use crate::supply::oci::{Reference, SignatureLayer};
+use crate::supply::oci::{OciError, Reference, SignatureLayer};
 
 /// Where a component's authenticity comes from.
 pub(super) enum Provenance {
@@ -103,21 +104,20 @@ impl FetchedManifests {
 
 impl Kernel {
     /// Fetches the component behind `text` (`oci://…`) with its signatures.
-    pub(super) async fn fetch(&self, text: &str) -> Result<(Vec<u8>, Provenance), KernelError> {
+    pub(super) async fn fetch(
+        &self,
+        text: &str,
+        progress: &Reporter,
+    ) -> Result<(Vec<u8>, Provenance), KernelError> {
         let reference =
             Reference::parse(text).map_err(|err| KernelError::Invalid(err.to_string()))?;
-        let unavailable = |err: crate::supply::oci::OciError| {
-            KernelError::Call(crate::runtime::CallError::Unavailable(format!(
-                "{reference}: {err}"
-            )))
-        };
+        let failed = |err: OciError| registry_failure(&reference, err);
         let manifest = match reference.digest() {
             Some(digest) => digest.clone(),
-            None => self
-                .registry
-                .resolve(&reference)
-                .await
-                .map_err(unavailable)?,
+            None => {
+                progress(Progress::entering(Phase::Resolve));
+                self.registry.resolve(&reference).await.map_err(failed)?
+            }
         };
         let origin = RegistryOrigin {
             reference: text.to_string(),
@@ -129,16 +129,23 @@ impl Kernel {
             tracing::info!("{reference}: {manifest} is already cached, no download needed");
             return Ok((bytes, Provenance::Registry { origin, signatures }));
         }
+        progress(Progress::entering(Phase::Signatures));
         let signatures = self
             .registry
             .signatures(&reference, &manifest)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed)?;
         let pulled = self
             .registry
-            .pull_plugin(&reference, &manifest, &|_, _| {})
+            .pull_plugin(&reference, &manifest, &|done, total| {
+                progress(Progress {
+                    phase: Phase::Download,
+                    done,
+                    total,
+                })
+            })
             .await
-            .map_err(|err| KernelError::Invalid(format!("{reference}: {err}")))?;
+            .map_err(failed)?;
         Ok((pulled.wasm, Provenance::Registry { origin, signatures }))
     }
 
@@ -159,5 +166,19 @@ impl Kernel {
             },
             None => Provenance::Detached(signature),
         }
+    }
+}
+
+/// The kernel's category for a registry failure, so callers (and `--json`) can tell
+/// a refused login from an unreachable registry from a bad artifact.
+fn registry_failure(reference: &Reference, err: OciError) -> KernelError {
+    let message = format!("{reference}: {err}");
+    match err {
+        OciError::Unauthorized { .. } => KernelError::Denied(message),
+        OciError::NotFound { .. } => KernelError::NotFound(message),
+        OciError::Network { .. } | OciError::Tls { .. } | OciError::Registry { .. } => {
+            KernelError::Call(crate::runtime::CallError::Unavailable(message))
+        }
+        _ => KernelError::Invalid(message),
     }
 }

@@ -107,12 +107,14 @@ impl Registry {
     }
 
     /// Uploads `wasm` as a CNCF Wasm artifact to `reference` (its tag, or its digest
-    /// when it has none) and returns the manifest digest.
+    /// when it has none) and returns the manifest digest. Blobs the repository has
+    /// already are not sent again. `progress(done, total)` hears about layer bytes.
     pub async fn push_plugin(
         &self,
         reference: &Reference,
         wasm: &[u8],
         meta: &PluginMeta,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<Digest, OciError> {
         let built = artifact::build(wasm, meta)?;
         if let Some(pinned) = reference.digest()
@@ -128,17 +130,16 @@ impl Registry {
             None => reference.with_digest(built.manifest_digest.clone()),
         };
         self.prepare(&target).await;
-        let oref = target.to_oci();
         tracing::debug!(reference = %target, size = wasm.len(), "pushing plugin");
-        self.retry(&target, "layer", || {
-            self.client
-                .push_blob(&oref, wasm.to_vec(), built.layer_digest.as_str())
-        })
-        .await?;
-        self.retry(&target, "config", || {
-            self.client
-                .push_blob(&oref, built.config.clone(), built.config_digest.as_str())
-        })
+        self.upload_blob(&target, "layer", wasm, &built.layer_digest, progress)
+            .await?;
+        self.upload_blob(
+            &target,
+            "config",
+            &built.config,
+            &built.config_digest,
+            &|_, _| {},
+        )
         .await?;
         self.push_manifest(&target, &built.manifest).await?;
         Ok(built.manifest_digest)

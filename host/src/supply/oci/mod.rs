@@ -21,6 +21,7 @@ mod reference;
 mod retry;
 mod sign_ops;
 mod signature;
+mod upload;
 
 #[cfg(test)]
 mod tests;

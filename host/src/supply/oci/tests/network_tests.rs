@@ -18,7 +18,12 @@ async fn setup(
     let wasm = bytes(SIZE, 20);
     let direct = reg.client(None);
     let digest = direct
-        .push_plugin(&reg.reference("big/plugin:1"), &wasm, &meta("big"))
+        .push_plugin(
+            &reg.reference("big/plugin:1"),
+            &wasm,
+            &meta("big"),
+            &|_, _| {},
+        )
         .await
         .unwrap();
     let via_proxy = Registry::new(fast_options(&proxy.addr)).unwrap();

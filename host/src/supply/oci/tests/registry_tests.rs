@@ -14,17 +14,48 @@ use crate::supply::oci::{
 fn no_progress(_: u64, _: u64) {}
 
 #[tokio::test]
+async fn pushes_in_chunks_with_progress_and_skips_blobs_the_registry_has() {
+    let reg = TestRegistry::start();
+    let client = reg.client(None);
+    let wasm = bytes(2_500_000, 7);
+    let reference = reg.reference("plugins/chunked:1");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let record = |done, total| seen.lock().unwrap().push((done, total));
+    let digest = client
+        .push_plugin(&reference, &wasm, &meta("chunked"), &record)
+        .await
+        .unwrap();
+    let first: Vec<(u64, u64)> = std::mem::take(&mut *seen.lock().unwrap());
+    let total = wasm.len() as u64;
+    assert_eq!(first.first(), Some(&(0, total)), "{first:?}");
+    assert_eq!(first.last(), Some(&(total, total)), "{first:?}");
+    assert!(first.len() >= 4, "one report per 1 MiB chunk: {first:?}");
+    let pulled = client
+        .pull_plugin(&reference, &digest, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(pulled.wasm, wasm);
+
+    // The layer is there already: a second push sends nothing and says so at once.
+    client
+        .push_plugin(&reference, &wasm, &meta("chunked"), &record)
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [(total, total)]);
+}
+
+#[tokio::test]
 async fn anonymous_round_trip_and_reproducible_digest() {
     let reg = TestRegistry::start();
     let client = reg.client(None);
     let wasm = bytes(10_000, 1);
     let reference = reg.reference("plugins/counter:1.0.0");
     let digest = client
-        .push_plugin(&reference, &wasm, &meta("counter"))
+        .push_plugin(&reference, &wasm, &meta("counter"), &|_, _| {})
         .await
         .unwrap();
     let again = client
-        .push_plugin(&reference, &wasm, &meta("counter"))
+        .push_plugin(&reference, &wasm, &meta("counter"), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(
@@ -83,7 +114,7 @@ async fn basic_auth_round_trip_and_wrong_password() {
     let reference = reg.reference("auth/echo:1");
     let wasm = bytes(4096, 2);
     let digest = client
-        .push_plugin(&reference, &wasm, &meta("echo"))
+        .push_plugin(&reference, &wasm, &meta("echo"), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(client.resolve(&reference).await.unwrap(), digest);
@@ -96,7 +127,7 @@ async fn basic_auth_round_trip_and_wrong_password() {
     let wrong = "WRONG-pa55word-xyz";
     let bad = reg.client(Some(("alice", wrong)));
     for err in [
-        bad.push_plugin(&reference, &wasm, &meta("echo"))
+        bad.push_plugin(&reference, &wasm, &meta("echo"), &|_, _| {})
             .await
             .unwrap_err(),
         bad.resolve(&reference).await.unwrap_err(),
@@ -144,13 +175,13 @@ async fn moved_tag_does_not_change_a_resolved_digest() {
     let reference = reg.reference("plugins/moving:stable");
     let first = bytes(3000, 3);
     let digest = client
-        .push_plugin(&reference, &first, &meta("moving"))
+        .push_plugin(&reference, &first, &meta("moving"), &|_, _| {})
         .await
         .unwrap();
     let resolved = client.resolve(&reference).await.unwrap();
     let second = bytes(3000, 4);
     let moved = client
-        .push_plugin(&reference, &second, &meta("moving"))
+        .push_plugin(&reference, &second, &meta("moving"), &|_, _| {})
         .await
         .unwrap();
     assert_ne!(moved, digest);
@@ -169,7 +200,7 @@ async fn tampered_blob_is_refused() {
     let reference = reg.reference("plugins/tamper:1");
     let wasm = bytes(5000, 5);
     let digest = client
-        .push_plugin(&reference, &wasm, &meta("tamper"))
+        .push_plugin(&reference, &wasm, &meta("tamper"), &|_, _| {})
         .await
         .unwrap();
     let path = reg.blob_path(Digest::of(&wasm).as_str());
@@ -298,7 +329,10 @@ async fn malformed_artifacts_are_refused() {
     small.max_layer_size = 1000;
     let small = Registry::new(small).unwrap();
     let r = reg.reference("bad/big:1");
-    let d = client.push_plugin(&r, &wasm, &meta("big")).await.unwrap();
+    let d = client
+        .push_plugin(&r, &wasm, &meta("big"), &|_, _| {})
+        .await
+        .unwrap();
     let err = small.pull_plugin(&r, &d, &no_progress).await.unwrap_err();
     assert!(
         matches!(

@@ -55,7 +55,7 @@ async fn pushed(
 ) -> (Reference, Digest) {
     let reference = reg.reference(path);
     let digest = client
-        .push_plugin(&reference, &bytes(1000, seed), &meta("counter"))
+        .push_plugin(&reference, &bytes(1000, seed), &meta("counter"), &|_, _| {})
         .await
         .unwrap();
     (reference, digest)
