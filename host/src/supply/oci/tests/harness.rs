@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use super::token_service::{ISSUER, SERVICE, TokenIssuer};
 use crate::supply::oci::{
     Credentials, PluginMeta, Reference, Registry, RegistryCredential, RegistryOptions, Secret,
 };
@@ -29,13 +30,7 @@ impl TestRegistry {
     /// Starts a registry requiring HTTP basic auth for `(user, password)`.
     pub fn start_with(login: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("storage");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-             delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
-            root.display()
-        );
-        if let Some((user, password)) = login {
+        let auth = login.map(|(user, password)| {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
                 .output()
@@ -43,11 +38,36 @@ impl TestRegistry {
             assert!(out.status.success());
             let path = dir.path().join("htpasswd");
             std::fs::write(&path, out.stdout).unwrap();
-            config.push_str(&format!(
+            format!(
                 "auth:\n  htpasswd:\n    realm: cairn-test\n    path: {}\n",
                 path.display()
-            ));
-        }
+            )
+        });
+        Self::spawn(dir, auth.as_deref())
+    }
+
+    /// Starts a registry requiring bearer tokens from `issuer` (distribution's token
+    /// authentication: it trusts tokens signed by the key in `issuer.cert` and sends
+    /// clients to `issuer.realm` for them).
+    pub fn start_with_token_auth(issuer: &TokenIssuer) -> Self {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
+             rootcertbundle: {}\n",
+            issuer.realm,
+            issuer.cert.display()
+        );
+        Self::spawn(tempfile::tempdir().unwrap(), Some(&auth))
+    }
+
+    /// Runs the registry with storage in `dir` and the `auth` section of its config.
+    fn spawn(dir: tempfile::TempDir, auth: Option<&str>) -> Self {
+        let root = dir.path().join("storage");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
+             delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+            root.display()
+        );
+        config.push_str(auth.unwrap_or_default());
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new("docker-registry")
@@ -100,16 +120,18 @@ impl TestRegistry {
 
     /// A client for this registry, anonymous or logged in.
     pub fn client(&self, login: Option<(&str, &str)>) -> Registry {
+        self.client_with(login.map(|(user, password)| RegistryCredential::Basic {
+            username: user.into(),
+            password: Secret::new(password),
+        }))
+    }
+
+    /// A client for this registry with `credential`, or anonymous.
+    pub fn client_with(&self, credential: Option<RegistryCredential>) -> Registry {
         let mut options = self.options();
-        options.credentials = login.map(|(user, password)| {
+        options.credentials = credential.map(|credential| {
             let mut c = Credentials::new();
-            c.insert(
-                self.addr.clone(),
-                RegistryCredential::Basic {
-                    username: user.into(),
-                    password: Secret::new(password),
-                },
-            );
+            c.insert(self.addr.clone(), credential);
             c
         });
         Registry::new(options).unwrap()
