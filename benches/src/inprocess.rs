@@ -33,14 +33,21 @@ fn variant(name: &str) -> anyhow::Result<Vec<u8>> {
         .map_err(|err| anyhow::anyhow!("{}: {err} (run scripts/bench)", path.display()))
 }
 
-struct Setup {
-    kernel: Arc<Kernel>,
-    key: SigningKey,
+pub(crate) struct Setup {
+    pub(crate) kernel: Arc<Kernel>,
+    pub(crate) key: SigningKey,
     _dir: tempfile::TempDir,
 }
 
 impl Setup {
     async fn new() -> anyhow::Result<Setup> {
+        Setup::with_registry(cairn::supply::oci::RegistryOptions::default()).await
+    }
+
+    /// A kernel in a fresh state directory, trusting a fresh `dev` key.
+    pub(crate) async fn with_registry(
+        registry: cairn::supply::oci::RegistryOptions,
+    ) -> anyhow::Result<Setup> {
         let dir = tempfile::tempdir()?;
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies)?;
@@ -65,7 +72,7 @@ impl Setup {
                 max_instances: 32,
                 epoch_tick: Duration::from_millis(10),
             },
-            registry: cairn::supply::oci::RegistryOptions::default(),
+            registry,
         })
         .await?;
         Ok(Setup {

@@ -7,6 +7,7 @@
 mod daemon;
 mod inprocess;
 mod instantiate;
+mod registry;
 mod stats;
 
 use std::path::PathBuf;
@@ -31,8 +32,20 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(instantiate::run())?;
-    runtime.block_on(inprocess::run())?;
-    daemon::run(&cairn)?;
+    // `CAIRN_BENCH=registry,daemon` runs only the named groups.
+    let only = std::env::var("CAIRN_BENCH").unwrap_or_default();
+    let wanted = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
+    if wanted("instantiate") {
+        runtime.block_on(instantiate::run())?;
+    }
+    if wanted("inprocess") {
+        runtime.block_on(inprocess::run())?;
+    }
+    if wanted("registry") {
+        runtime.block_on(registry::run())?;
+    }
+    if wanted("daemon") {
+        daemon::run(&cairn)?;
+    }
     Ok(())
 }

@@ -63,7 +63,7 @@ impl Progress {
 }
 
 /// Where reports go. Reporting must be cheap and must not block.
-pub type Reporter = dyn Fn(Progress) + Send + Sync;
+pub type Reporter<'a> = dyn Fn(Progress) + Send + Sync + 'a;
 
 /// A reporter that drops everything, for callers nobody watches.
 pub fn ignore(_: Progress) {}

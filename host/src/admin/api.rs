@@ -142,7 +142,7 @@ pub struct Response {
 }
 
 /// Where an operation reports its progress; the server streams it to the client.
-pub type ProgressSink = Arc<Reporter>;
+pub type ProgressSink = Arc<Reporter<'static>>;
 
 /// Operations of the running daemon that the admin socket serves.
 pub trait AdminApi: Send + Sync + 'static {

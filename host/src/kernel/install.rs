@@ -55,7 +55,7 @@ impl Kernel {
         source: InstallSource,
         force: bool,
         authorize: &(dyn Fn(&str) -> Result<(), String> + Sync),
-        progress: &Reporter,
+        progress: &Reporter<'_>,
     ) -> Result<PluginView, KernelError> {
         let (bytes, provenance) = match source {
             InstallSource::Bytes { bytes, signature } => (bytes, Provenance::Detached(signature)),

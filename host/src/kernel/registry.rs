@@ -107,7 +107,7 @@ impl Kernel {
     pub(super) async fn fetch(
         &self,
         text: &str,
-        progress: &Reporter,
+        progress: &Reporter<'_>,
     ) -> Result<(Vec<u8>, Provenance), KernelError> {
         let reference =
             Reference::parse(text).map_err(|err| KernelError::Invalid(err.to_string()))?;

@@ -220,10 +220,28 @@ impl Credentials {
                     )));
                 }
             };
+            // Sent in an HTTP header: control characters would break the request
+            // (and oci-client panics on a token it cannot put in a header).
+            let unprintable = match &credential {
+                RegistryCredential::Basic { username, password } => {
+                    has_control(username) || has_control(password.expose())
+                }
+                RegistryCredential::Bearer { token } => has_control(token.expose()),
+            };
+            if unprintable {
+                return Err(invalid(format!(
+                    "registry {registry:?}: the credential contains control characters \
+                     (a newline, say), which cannot be sent to a registry"
+                )));
+            }
             registries.insert(registry, credential);
         }
         Ok(Credentials { registries })
     }
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 /// Replaces quoted fragments (`"..."`, `` `...` ``, `'...'`) with `…`, since parser messages
@@ -284,6 +302,10 @@ mod tests {
         let err = Credentials::parse("[registries.\"h\"]\npassword = \"pw-oops\nx").unwrap_err();
         assert!(!err.to_string().contains("pw-oops"), "{err}");
         assert!(err.to_string().contains("line"), "{err}");
+        let err =
+            Credentials::parse("[registries.\"h\"]\ntoken = \"tok\\nen-secret\"\n").unwrap_err();
+        assert!(err.to_string().contains("control characters"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn bearer(reg: &TestRegistry, token: &str) -> Registry {
 /// Push, resolve and pull by the returned digest; the pulled bytes must be `wasm`.
 async fn round_trip(client: &Registry, reference: &Reference, wasm: &[u8]) -> Digest {
     let digest = client
-        .push_plugin(reference, wasm, &meta("echo"))
+        .push_plugin(reference, wasm, &meta("echo"), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(client.resolve(reference).await.unwrap(), digest);
@@ -54,7 +54,7 @@ async fn assert_refused(
         (
             "push",
             client
-                .push_plugin(reference, &wasm, &meta("echo"))
+                .push_plugin(reference, &wasm, &meta("echo"), &|_, _| {})
                 .await
                 .unwrap_err(),
         ),
@@ -115,7 +115,12 @@ async fn token_from_credentials_file_pushes_resolves_and_pulls() {
         .unwrap();
     assert_eq!(pulled.wasm, wasm);
     let err = reader
-        .push_plugin(&reg.reference("auth/echo:2"), &wasm, &meta("echo"))
+        .push_plugin(
+            &reg.reference("auth/echo:2"),
+            &wasm,
+            &meta("echo"),
+            &|_, _| {},
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, OciError::Unauthorized { .. }), "{err}");
