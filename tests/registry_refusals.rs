@@ -148,7 +148,7 @@ fn a_lower_version_from_a_registry_needs_force() {
 }
 
 #[test]
-fn manifests_with_several_layers_or_a_foreign_config_are_refused() {
+fn manifests_with_several_layers_a_foreign_config_or_a_core_module_are_refused() {
     let registry = TestRegistry::start();
     let daemon = daemon_for(&[&registry.address]);
     let good = registry.reference("plugins/echo:good");
@@ -166,6 +166,11 @@ fn manifests_with_several_layers_or_a_foreign_config_are_refused() {
     foreign["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
     let reference = push_signed_manifest(&registry, &daemon, "plugins/echo:foreign", &foreign);
     assert_refused(&daemon, &reference, "config");
+
+    // A core module in a well-formed, validly signed artifact.
+    let core = wat::parse_str("(module (func (export \"run\")))").unwrap();
+    let reference = push_signed_bytes(&registry, &daemon, "plugins/echo:core", &core);
+    assert_refused(&daemon, &reference, "component");
 
     // The untouched artifact still installs: the refusals were about the manifests.
     daemon.cli_json(&["plugin", "install", &good]).unwrap();
@@ -201,23 +206,54 @@ fn push_signed_manifest(
 ) -> String {
     let body = serde_json::to_vec(manifest).unwrap();
     let oref: oci_client::Reference = format!("{}/{path}", registry.address).parse().unwrap();
-    let runtime = runtime();
-    runtime
+    runtime()
         .block_on(raw_client(registry).push_manifest_raw(
             &oref,
             body.clone(),
             WASM_MANIFEST.parse().unwrap(),
         ))
         .unwrap();
-    let reference = Reference::parse(&registry.reference(path)).unwrap();
-    let digest = cairn::state::digest::Digest::of(&body);
+    sign_as_echo(registry, daemon, path, |_| {
+        cairn::state::digest::Digest::of(&body)
+    })
+}
+
+/// Pushes arbitrary bytes as a Wasm artifact and signs it as `echo` 0.1.0.
+fn push_signed_bytes(registry: &TestRegistry, daemon: &Daemon, path: &str, wasm: &[u8]) -> String {
+    let meta = cairn::supply::oci::PluginMeta {
+        name: "echo".into(),
+        version: "0.1.0".into(),
+        description: None,
+        source: None,
+        imports: Vec::new(),
+        exports: Vec::new(),
+        created: "1970-01-01T00:00:00Z".into(),
+    };
+    sign_as_echo(registry, daemon, path, |client| {
+        let reference = Reference::parse(&registry.reference(path)).unwrap();
+        runtime()
+            .block_on(client.push_plugin(&reference, wasm, &meta, &|_, _| {}))
+            .unwrap()
+    })
+}
+
+/// Runs `push` (which returns the manifest digest), then signs that digest as
+/// `echo` 0.1.0 with the daemon's `dev` key; returns the `oci://` reference.
+fn sign_as_echo(
+    registry: &TestRegistry,
+    daemon: &Daemon,
+    path: &str,
+    push: impl FnOnce(&Registry) -> cairn::state::digest::Digest,
+) -> String {
     let client = Registry::new(RegistryOptions {
         insecure: vec![registry.address.clone()],
         ..RegistryOptions::default()
     })
     .unwrap();
+    let digest = push(&client);
+    let reference = Reference::parse(&registry.reference(path)).unwrap();
     let key = SigningKey::load(&daemon.root().join("dev.key")).unwrap();
-    runtime
+    runtime()
         .block_on(client.sign(
             &reference,
             &digest,
