@@ -52,7 +52,7 @@ pub async fn run() -> anyhow::Result<()> {
         faults,
         epoch_tick: tick,
     });
-    let pre = ReleaseSpec::prepare(&env, &cache.load(&digest)?)?;
+    let (plugin, http) = ReleaseSpec::prepare(&env, &cache.load(&digest)?)?;
     let policy = Policy::load(&workspace().join("policies/counter.toml"))?;
     let grants = Arc::new(Grants::from_policy(&policy)?);
     let mut starts = Vec::new();
@@ -63,7 +63,8 @@ pub async fn run() -> anyhow::Result<()> {
                 version: semver::Version::new(0, 1, 0),
             },
             digest: digest.clone(),
-            pre: pre.clone(),
+            plugin: plugin.clone(),
+            http: http.clone(),
             grants: grants.clone(),
             limits: policy.limits.clone(),
             config_json: "{}".into(),

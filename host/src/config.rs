@@ -44,6 +44,50 @@ pub struct DaemonConfig {
     pub runtime: RuntimeConfig,
     /// How plugins are fetched from OCI registries.
     pub registry: RegistryConfig,
+    /// The HTTP listener plugins serve on, when configured.
+    pub http: Option<HttpListenerConfig>,
+}
+
+/// `[listeners.http]`: where plugins that serve HTTP are reached, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpListenerConfig {
+    /// `IP:PORT` to listen on (port 0 picks a free one, which the log reports).
+    pub address: std::net::SocketAddr,
+    /// Largest request head (request line and headers).
+    #[serde(
+        default = "default_max_header_size",
+        with = "crate::policy::serde_size"
+    )]
+    pub max_header_size: u64,
+    /// Largest request body.
+    #[serde(default = "default_max_body_size", with = "crate::policy::serde_size")]
+    pub max_body_size: u64,
+    /// Time a client has to send the request head.
+    #[serde(
+        default = "default_header_timeout",
+        with = "crate::policy::serde_duration"
+    )]
+    pub header_timeout: Duration,
+    /// Time a plugin has to answer.
+    #[serde(
+        default = "default_request_timeout",
+        with = "crate::policy::serde_duration"
+    )]
+    pub request_timeout: Duration,
+}
+
+fn default_max_header_size() -> u64 {
+    16 * 1024
+}
+fn default_max_body_size() -> u64 {
+    1024 * 1024
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Settings for installing plugins from OCI registries.
@@ -89,6 +133,7 @@ impl Default for DaemonConfig {
             trust_keys: BTreeMap::new(),
             runtime: RuntimeConfig::default(),
             registry: RegistryConfig::default(),
+            http: None,
         }
     }
 }
@@ -169,6 +214,7 @@ impl DaemonConfig {
                 insecure: file.registry.insecure,
                 credentials: from_file(file.registry.credentials),
             },
+            http: file.listeners.http,
         })
     }
 }
@@ -191,7 +237,6 @@ struct ConfigFile {
     #[serde(default)]
     registry: RegistrySection,
     #[serde(default)]
-    #[allow(dead_code, reason = "reserved: only checked to be empty for now")]
     listeners: ListenersSection,
 }
 
@@ -218,10 +263,12 @@ struct RegistrySection {
     credentials: Option<PathBuf>,
 }
 
-/// Reserved for network listeners; no keys are accepted yet.
+/// Network listeners the host owns on behalf of plugins.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListenersSection {}
+struct ListenersSection {
+    http: Option<HttpListenerConfig>,
+}
 
 /// Checks a log filter while parsing, so a bad one is reported with its line.
 fn log_filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
@@ -309,7 +356,7 @@ epoch-tick = "25ms"
         for (text, line) in [
             ("state-dir = \"/x\"\nstate-dri = \"/y\"\n", 2),
             ("[runtime]\nmax-instance = 4\n", 2),
-            ("\n\n[listeners]\nhttp = 8080\n", 4),
+            ("\n\n[listeners]\nftp = 8080\n", 4),
             ("[trust]\nkeys = {}\nsigners = 1\n", 3),
         ] {
             let (_dir, config) = load_text(text);

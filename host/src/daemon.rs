@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use base64::Engine as _;
 
 use crate::admin::api::{
@@ -31,6 +32,10 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
         registry: registry_options(&config.registry)?,
     })
     .await?;
+    let http = match &config.http {
+        Some(listener) => Some(start_http(listener, &kernel).await?),
+        None => None,
+    };
     let service = Arc::new(AdminService {
         kernel: kernel.clone(),
         logs,
@@ -38,8 +43,36 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
     tracing::info!(socket = %config.admin_socket.display(), plugins = kernel.plugins().len(), allocator = kernel.allocator().as_str(), "cairn daemon ready");
     crate::admin::server::serve(service, &config.admin_socket, stop_signal()).await?;
     tracing::info!("stopping");
+    if let Some(http) = http {
+        http.abort();
+    }
     kernel.stop().await;
     Ok(())
+}
+
+/// Binds the HTTP listener (failing the start if the address is taken) and serves
+/// it in the background; requests reach the plugin whose route matches.
+async fn start_http(
+    config: &crate::config::HttpListenerConfig,
+    kernel: &Arc<Kernel>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::caps::http::listener::{self, ListenerSettings, Router};
+    let to_usize = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX);
+    let mut settings = ListenerSettings {
+        address: config.address,
+        max_header_bytes: to_usize(config.max_header_size),
+        max_body_bytes: to_usize(config.max_body_size),
+        header_timeout: config.header_timeout,
+        request_timeout: config.request_timeout,
+    };
+    let socket = listener::bind(&settings)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.address))?;
+    settings.address = socket.local_addr()?;
+    tracing::info!(address = %settings.address, "serving HTTP");
+    let weak = Arc::downgrade(kernel);
+    let router: Router = Arc::new(move |path| weak.upgrade()?.http_handler(path));
+    Ok(tokio::spawn(listener::serve(socket, settings, router)))
 }
 
 fn registry_options(config: &crate::config::RegistryConfig) -> anyhow::Result<RegistryOptions> {

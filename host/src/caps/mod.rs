@@ -21,6 +21,7 @@ use crate::state::kv::KvStore;
 
 pub mod commands;
 pub mod events;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod metrics;
@@ -57,6 +58,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (plugins::Plugins::NAME, plugins::Plugins::INTERFACE),
     (system::System::NAME, system::System::INTERFACE),
     (metrics::Metrics::NAME, metrics::Metrics::INTERFACE),
+    (http::HttpServer::NAME, http::HttpServer::INTERFACE),
 ];
 
 /// A plugin's validated grants; `None` means denied.
@@ -70,6 +72,7 @@ pub struct Grants {
     pub plugins: Option<plugins::PluginsGrant>,
     pub system: Option<system::SystemGrant>,
     pub metrics: Option<metrics::MetricsGrant>,
+    pub http_server: Option<http::HttpServerGrant>,
 }
 
 impl Grants {
@@ -100,6 +103,7 @@ impl Grants {
             plugins: parse::<plugins::Plugins>(policy)?,
             system: parse::<system::System>(policy)?,
             metrics: parse::<metrics::Metrics>(policy)?,
+            http_server: parse::<http::HttpServer>(policy)?,
         })
     }
 
@@ -114,6 +118,7 @@ impl Grants {
             self.plugins.is_some(),
             self.system.is_some(),
             self.metrics.is_some(),
+            self.http_server.is_some(),
         ];
         CAPABILITIES
             .iter()
@@ -236,6 +241,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     plugins::Plugins::add_to_linker(&mut linker)?;
     system::System::add_to_linker(&mut linker)?;
     metrics::Metrics::add_to_linker(&mut linker)?;
+    http::HttpServer::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -13,6 +13,9 @@ const BASELINE: &[&str] = &[
     "wasi:random/",
     "wasi:cli/",
     "wasi:filesystem/",
+    // The request and response types alone reach nothing: serving needs
+    // [grants.http-server], sending needs outgoing-handler.
+    "wasi:http/types",
 ];
 
 /// Whether `interface` (without version) is part of the baseline.

@@ -172,6 +172,16 @@ impl Kernel {
         };
         caps::check_imports(info.imports.iter().map(String::as_str), &grants)
             .map_err(|err| KernelError::Policy(format!("{name} refused: {err}")))?;
+        if let Some(server) = &grants.http_server {
+            let routes = self.http_routes();
+            for prefix in &server.routes {
+                if let Some(owner) = routes.owner_of(prefix, &name) {
+                    return Err(KernelError::Conflict(format!(
+                        "{name} refused: the HTTP route {prefix} is served by {owner}"
+                    )));
+                }
+            }
+        }
         Ok(Vetted {
             name,
             version,
@@ -249,7 +259,7 @@ impl Kernel {
             .await
             .map_err(KernelError::internal)?
             .map_err(|err| KernelError::Invalid(format!("{err:#}")))?;
-        let pre = ReleaseSpec::prepare(&self.env, &component)
+        let (plugin, http) = ReleaseSpec::prepare(&self.env, &component)
             .map_err(|err| KernelError::Invalid(format!("cannot link {}: {err:#}", vetted.name)))?;
         Ok(ReleaseSpec {
             identity: PluginIdentity {
@@ -257,7 +267,8 @@ impl Kernel {
                 version: vetted.version.clone(),
             },
             digest: vetted.digest.clone(),
-            pre,
+            plugin,
+            http,
             grants: vetted.grants.clone(),
             limits: vetted.policy.limits.clone(),
             config_json: vetted.policy.config.to_string(),

@@ -14,9 +14,11 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::caps::http::{Route, RouteTable};
 use crate::caps::{self, Hub};
 use crate::runtime::cache::CompiledCache;
 use crate::runtime::engine::{self, Allocator, EngineSettings};
+use crate::runtime::http_instances::HttpInstances;
 use crate::runtime::{CallError, Release, RuntimeEnv};
 use crate::state::blobs::BlobStore;
 use crate::state::journal::{InstalledSet, Journal, PluginRecord};
@@ -292,6 +294,40 @@ impl Kernel {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+
+    /// The HTTP routes of the running plugins.
+    pub fn http_routes(&self) -> RouteTable {
+        let Ok(slots) = self.slots.read() else {
+            return RouteTable::default();
+        };
+        let routes = slots
+            .iter()
+            .filter_map(|(name, slot)| {
+                let release = slot.active.load();
+                release.http.as_ref()?;
+                let grant = release.grants.http_server.as_ref()?;
+                let routes: Vec<Route> = grant
+                    .routes
+                    .iter()
+                    .map(|prefix| Route {
+                        prefix: prefix.clone(),
+                        plugin: name.clone(),
+                    })
+                    .collect();
+                Some(routes)
+            })
+            .flatten()
+            .collect();
+        RouteTable::new(routes)
+    }
+
+    /// The plugin serving HTTP requests for `path`, and its instances.
+    pub fn http_handler(&self, path: &str) -> Option<(String, Arc<HttpInstances>)> {
+        let plugin = self.http_routes().find(path)?.plugin.clone();
+        let release = self.slot(&plugin)?.active.load_full();
+        let instances = release.http.clone()?;
+        Some((plugin, instances))
     }
 
     fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::guest_output::GuestOutput;
 use crate::caps::{Grants, Hub, InstanceLocal};
@@ -24,6 +25,8 @@ pub struct InstanceState {
     pub hub: Arc<Hub>,
     pub local: InstanceLocal,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    egress: crate::caps::http::Egress,
     table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     pub(super) budget: CpuBudget,
@@ -48,12 +51,15 @@ impl InstanceState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let egress = crate::caps::http::Egress::for_plugin(identity.name.clone());
         InstanceState {
             identity,
             grants,
             hub,
             local,
             wasi,
+            http: WasiHttpCtx::new(),
+            egress,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: memory_limit,
@@ -67,6 +73,16 @@ impl InstanceState {
     /// The plugin's name, for capability checks and audit lines.
     pub fn plugin(&self) -> &str {
         &self.identity.name
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod engine;
 pub mod fault;
 mod guest_output;
+pub mod http_instances;
 pub mod instance;
 pub mod release;
 

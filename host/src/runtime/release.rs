@@ -16,10 +16,12 @@ use wasmtime::{Engine, Store};
 
 use super::bindings::{Event, Health, Plugin, PluginPre};
 use super::fault::{CallError, Fault, StartError};
+use super::http_instances::HttpInstances;
 use super::instance::{self, InstanceState, PluginIdentity};
 use crate::caps::{Grants, Hub, InstanceLocal};
 use crate::policy::Limits;
 use crate::state::digest::Digest;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 const QUEUE_DEPTH: usize = 256;
 
@@ -46,7 +48,10 @@ pub struct FaultReport {
 pub struct ReleaseSpec {
     pub identity: PluginIdentity,
     pub digest: Digest,
-    pub pre: PluginPre<InstanceState>,
+    /// The `cairn:plugin` exports, when the component has them.
+    pub plugin: Option<PluginPre<InstanceState>>,
+    /// The `wasi:http/incoming-handler` export, when the component has it.
+    pub http: Option<ProxyPre<InstanceState>>,
     pub grants: Arc<Grants>,
     pub limits: Limits,
     /// The policy's `[config]` table as JSON, handed to `init`.
@@ -55,13 +60,25 @@ pub struct ReleaseSpec {
 
 impl ReleaseSpec {
     /// Links `component` against the host's capabilities once; instances are
-    /// then created from the result cheaply.
+    /// then created from the result cheaply. A component must export the
+    /// `cairn:plugin` interfaces, `wasi:http/incoming-handler`, or both.
+    #[allow(clippy::type_complexity, reason = "the two optional export sets")]
     pub fn prepare(
         env: &RuntimeEnv,
         component: &Component,
-    ) -> anyhow::Result<PluginPre<InstanceState>> {
+    ) -> anyhow::Result<(
+        Option<PluginPre<InstanceState>>,
+        Option<ProxyPre<InstanceState>>,
+    )> {
         let pre: InstancePre<InstanceState> = env.linker.instantiate_pre(component)?;
-        Ok(PluginPre::new(pre)?)
+        let plugin = PluginPre::new(pre.clone()).ok();
+        let http = ProxyPre::new(pre).ok();
+        if plugin.is_none() && http.is_none() {
+            anyhow::bail!(
+                "the component exports neither the cairn:plugin interfaces (lifecycle and handlers) nor wasi:http/incoming-handler"
+            );
+        }
+        Ok((plugin, http))
     }
 }
 
@@ -154,6 +171,10 @@ pub struct Release {
     /// exactly one release at any instant.
     pub activation: Arc<AtomicU64>,
     pub started_at: Instant,
+    /// What the policy grants it (the HTTP routes, among others).
+    pub grants: Arc<Grants>,
+    /// Serves HTTP requests, when the component exports a handler.
+    pub http: Option<Arc<HttpInstances>>,
     tx: mpsc::Sender<Job>,
 }
 
@@ -175,14 +196,29 @@ impl Release {
             release_id: id,
         };
         let live = Live::start(&spec, &env, &link).await?;
+        let stats: Arc<ReleaseStats> = Arc::default();
+        let http = spec.http.clone().map(|pre| {
+            Arc::new(HttpInstances::new(
+                pre,
+                env.clone(),
+                spec.identity.clone(),
+                spec.grants.clone(),
+                spec.limits.clone(),
+                link.clone(),
+                stats.clone(),
+                id,
+            ))
+        });
         let release = Arc::new(Release {
             id,
             identity: spec.identity.clone(),
             digest: spec.digest.clone(),
             limits: spec.limits.clone(),
-            stats: Arc::default(),
+            stats,
             activation,
             started_at: Instant::now(),
+            grants: spec.grants.clone(),
+            http,
             tx,
         });
         let actor = Actor {
@@ -295,7 +331,8 @@ impl ActorLink {
 /// The running instance: its store, exports and pool slot.
 struct Live {
     store: Store<InstanceState>,
-    plugin: Plugin,
+    /// None for a component that only serves HTTP.
+    plugin: Option<Plugin>,
     started: Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -381,7 +418,7 @@ impl Actor {
     }
 }
 
-fn ticks_for(limit: Duration, tick: Duration) -> u64 {
+pub(super) fn ticks_for(limit: Duration, tick: Duration) -> u64 {
     (limit.as_nanos() / tick.as_nanos().max(1)).max(1) as u64
 }
 
@@ -412,7 +449,22 @@ impl Live {
             &mut store,
             ticks_for(spec.limits.call_timeout, env.epoch_tick),
         );
-        let plugin = match spec.pre.instantiate_async(&mut store).await {
+        let Some(pre) = &spec.plugin else {
+            // HTTP only: instantiating once proves the component starts.
+            let http = spec.http.as_ref().ok_or_else(|| {
+                StartError::Init("the component has no exports the host can call".into())
+            })?;
+            return match http.instantiate_async(&mut store).await {
+                Ok(_) => Ok(Live {
+                    store,
+                    plugin: None,
+                    started: Instant::now(),
+                    _permit: permit,
+                }),
+                Err(err) => Err(StartError::Fault(Fault::classify(store.data(), &err))),
+            };
+        };
+        let plugin = match pre.instantiate_async(&mut store).await {
             Ok(plugin) => plugin,
             Err(err) => return Err(StartError::Fault(Fault::classify(store.data(), &err))),
         };
@@ -423,7 +475,7 @@ impl Live {
         match init {
             Ok(Ok(())) => Ok(Live {
                 store,
-                plugin,
+                plugin: Some(plugin),
                 started: Instant::now(),
                 _permit: permit,
             }),
@@ -434,6 +486,10 @@ impl Live {
 
     /// Serves one job; a fault leaves the instance unusable and is returned.
     async fn serve(&mut self, job: Job, ticks: u64) -> Result<(), Fault> {
+        let Some(plugin) = &self.plugin else {
+            serve_without_exports(job, self.store.data().plugin());
+            return Ok(());
+        };
         instance::begin_call(&mut self.store, ticks);
         let store = &mut self.store;
         match job {
@@ -442,16 +498,14 @@ impl Live {
                 payload,
                 reply,
             } => {
-                let outcome = self
-                    .plugin
+                let outcome = plugin
                     .cairn_plugin_handlers()
                     .call_on_command(&mut *store, &command, &payload)
                     .await;
                 answer_fallible(reply, settle(store, outcome))
             }
             Job::Event(event) => {
-                let outcome = self
-                    .plugin
+                let outcome = plugin
                     .cairn_plugin_handlers()
                     .call_on_event(&mut *store, &event)
                     .await;
@@ -464,24 +518,21 @@ impl Live {
                 }
             }
             Job::Snapshot { reply } => {
-                let outcome = self
-                    .plugin
+                let outcome = plugin
                     .cairn_plugin_lifecycle()
                     .call_snapshot(&mut *store)
                     .await;
                 answer(reply, settle(store, outcome))
             }
             Job::Restore { state, reply } => {
-                let outcome = self
-                    .plugin
+                let outcome = plugin
                     .cairn_plugin_lifecycle()
                     .call_restore(&mut *store, &state)
                     .await;
                 answer_fallible(reply, settle(store, outcome))
             }
             Job::Health { reply } => {
-                let outcome = self
-                    .plugin
+                let outcome = plugin
                     .cairn_plugin_lifecycle()
                     .call_health(&mut *store)
                     .await;
@@ -491,15 +542,31 @@ impl Live {
     }
 
     async fn shutdown(&mut self, ticks: u64) {
+        let Some(plugin) = &self.plugin else { return };
         instance::begin_call(&mut self.store, ticks);
-        if let Err(err) = self
-            .plugin
+        if let Err(err) = plugin
             .cairn_plugin_lifecycle()
             .call_shutdown(&mut self.store)
             .await
         {
             tracing::warn!(plugin = %self.store.data().plugin(), "shutdown failed: {err:#}");
         }
+    }
+}
+
+/// Answers jobs for a component that only serves HTTP: it is always healthy,
+/// keeps no state, and has no commands.
+fn serve_without_exports(job: Job, plugin: &str) {
+    match job {
+        Job::Command { reply, .. } => {
+            let _ = reply.send(Err(CallError::Plugin(format!(
+                "`{plugin}` only serves HTTP: it has no commands"
+            ))));
+        }
+        Job::Event(_) => {}
+        Job::Snapshot { reply } => drop(reply.send(Ok(None))),
+        Job::Restore { reply, .. } => drop(reply.send(Ok(false))),
+        Job::Health { reply } => drop(reply.send(Ok(Health::Ok))),
     }
 }
 
