@@ -66,6 +66,8 @@ impl Setup {
                 epoch_tick: Duration::from_millis(10),
             },
             registry: cairn::supply::oci::RegistryOptions::default(),
+            device_id: "bench".to_string(),
+            mqtt: Default::default(),
         })
         .await?;
         Ok(Setup {

@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
+use crate::caps::mqtt::config::{MqttConfig, MqttSection};
+
 /// Where plugins, the precompiled cache, the journal and key-value data live by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cairn";
 /// Where policy files are read from by default.
@@ -44,6 +46,10 @@ pub struct DaemonConfig {
     pub runtime: RuntimeConfig,
     /// How plugins are fetched from OCI registries.
     pub registry: RegistryConfig,
+    /// This device's id: `{device}` in topic patterns and MQTT settings.
+    pub device_id: String,
+    /// MQTT brokers the daemon connects to.
+    pub mqtt: MqttConfig,
 }
 
 /// Settings for installing plugins from OCI registries.
@@ -89,7 +95,19 @@ impl Default for DaemonConfig {
             trust_keys: BTreeMap::new(),
             runtime: RuntimeConfig::default(),
             registry: RegistryConfig::default(),
+            device_id: default_device_id(),
+            mqtt: MqttConfig::default(),
         }
+    }
+}
+
+/// The host name, or `cairn` when it cannot be read.
+fn default_device_id() -> String {
+    let hostname = crate::caps::system::hostname();
+    if hostname.is_empty() {
+        "cairn".to_string()
+    } else {
+        hostname
     }
 }
 
@@ -169,6 +187,11 @@ impl DaemonConfig {
                 insecure: file.registry.insecure,
                 credentials: from_file(file.registry.credentials),
             },
+            device_id: file.device_id.unwrap_or(defaults.device_id),
+            mqtt: file
+                .mqtt
+                .resolve(&base_dir)
+                .with_context(|| format!("invalid config file {}", path_text(path)))?,
         })
     }
 }
@@ -182,6 +205,8 @@ struct ConfigFile {
     policy_dir: Option<PathBuf>,
     admin_socket: Option<PathBuf>,
     allow_unsigned: Option<bool>,
+    #[serde(default, deserialize_with = "device_id")]
+    device_id: Option<String>,
     #[serde(default, deserialize_with = "log_filter")]
     log_level: Option<String>,
     #[serde(default)]
@@ -190,6 +215,8 @@ struct ConfigFile {
     runtime: RuntimeSection,
     #[serde(default)]
     registry: RegistrySection,
+    #[serde(default)]
+    mqtt: MqttSection,
     #[serde(default)]
     #[allow(dead_code, reason = "reserved: only checked to be empty for now")]
     listeners: ListenersSection,
@@ -232,8 +259,28 @@ fn log_filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Strin
     Ok(Some(filter))
 }
 
+fn path_text(path: Option<&Path>) -> String {
+    path.map_or_else(|| "(none)".to_string(), |path| path.display().to_string())
+}
+
+/// A device id is one topic level: printable, no `/`, `+`, `#`, braces or spaces.
+fn device_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(deserializer)?;
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '+' | '#' | '{' | '}'));
+    if !valid {
+        return Err(serde::de::Error::custom(format!(
+            "invalid device-id `{id}`: 1 to 64 printable ASCII characters without `/`, `+`, `#`, `{{`, `}}` or spaces"
+        )));
+    }
+    Ok(Some(id))
+}
+
 /// Parses `"10ms"`-style durations while parsing, so a bad one is reported with its line.
-fn positive_duration<'de, D: Deserializer<'de>>(
+pub(crate) fn positive_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;

@@ -24,6 +24,7 @@ pub mod events;
 pub mod kv;
 pub mod log;
 pub mod metrics;
+pub mod mqtt;
 pub mod plugins;
 pub mod system;
 pub mod timer;
@@ -57,6 +58,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (plugins::Plugins::NAME, plugins::Plugins::INTERFACE),
     (system::System::NAME, system::System::INTERFACE),
     (metrics::Metrics::NAME, metrics::Metrics::INTERFACE),
+    (mqtt::Mqtt::NAME, mqtt::Mqtt::INTERFACE),
 ];
 
 /// A plugin's validated grants; `None` means denied.
@@ -70,6 +72,7 @@ pub struct Grants {
     pub plugins: Option<plugins::PluginsGrant>,
     pub system: Option<system::SystemGrant>,
     pub metrics: Option<metrics::MetricsGrant>,
+    pub mqtt: Option<mqtt::MqttGrant>,
 }
 
 impl Grants {
@@ -100,6 +103,7 @@ impl Grants {
             plugins: parse::<plugins::Plugins>(policy)?,
             system: parse::<system::System>(policy)?,
             metrics: parse::<metrics::Metrics>(policy)?,
+            mqtt: parse::<mqtt::Mqtt>(policy)?,
         })
     }
 
@@ -114,6 +118,7 @@ impl Grants {
             self.plugins.is_some(),
             self.system.is_some(),
             self.metrics.is_some(),
+            self.mqtt.is_some(),
         ];
         CAPABILITIES
             .iter()
@@ -236,6 +241,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     plugins::Plugins::add_to_linker(&mut linker)?;
     system::System::add_to_linker(&mut linker)?;
     metrics::Metrics::add_to_linker(&mut linker)?;
+    mqtt::Mqtt::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -246,6 +252,10 @@ pub struct Hub {
     pub kv: Arc<KvStore>,
     pub events: events::Bus,
     pub metrics: metrics::Registry,
+    /// This device's id (`{device}` in MQTT grants and settings).
+    pub device_id: String,
+    /// The daemon's MQTT broker connections.
+    pub mqtt: mqtt::Brokers,
     kernel: OnceLock<Weak<Kernel>>,
 }
 
@@ -257,8 +267,17 @@ impl Hub {
             kv: Arc::new(kv),
             events: events::Bus::default(),
             metrics: metrics::Registry::default(),
+            device_id: "cairn".to_string(),
+            mqtt: mqtt::Brokers::default(),
             kernel: OnceLock::new(),
         }
+    }
+
+    /// Sets the device id and the MQTT connections (none by default).
+    pub fn with_mqtt(mut self, device_id: String, mqtt: mqtt::Brokers) -> Hub {
+        self.device_id = device_id;
+        self.mqtt = mqtt;
+        self
     }
 
     /// Connects the capabilities that act on plugins (commands, plugins) to the kernel.
@@ -300,6 +319,7 @@ impl InstanceLocal {
 impl Drop for InstanceLocal {
     fn drop(&mut self) {
         self.hub.events.drop_instance(self.id);
+        self.hub.mqtt.drop_instance(self.id);
         self.timers.cancel_all();
     }
 }
