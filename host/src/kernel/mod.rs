@@ -298,6 +298,8 @@ impl Kernel {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // After the plugins, whose shutdown may still publish.
+        self.env.hub.mqtt.disconnect(Duration::from_secs(2)).await;
     }
 
     fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {

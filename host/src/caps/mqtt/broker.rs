@@ -74,6 +74,7 @@ impl Brokers {
                 address: format!("{}:{}", broker.host, broker.port),
                 client,
                 connected: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 routes: Mutex::default(),
             });
             let (to_router, from_connection) = mpsc::channel(ROUTE_QUEUE);
@@ -94,6 +95,23 @@ impl Brokers {
     /// The broker configured under `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Broker>> {
         self.brokers.get(name)
+    }
+
+    /// Disconnects cleanly from every connected broker (so none publishes the
+    /// last will), waiting at most `wait` in all; connections end for good.
+    pub async fn disconnect(&self, wait: Duration) {
+        for broker in self.brokers.values() {
+            broker.stopping.store(true, Ordering::Release);
+            if broker.is_connected() && broker.client.try_disconnect().is_err() {
+                tracing::debug!(broker = %broker.name, "could not queue the disconnect");
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline
+            && self.brokers.values().any(|broker| broker.is_connected())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Ends every subscription of a dropped instance.
@@ -118,6 +136,8 @@ pub struct Broker {
     address: String,
     client: AsyncClient,
     connected: AtomicBool,
+    /// Set by [`Brokers::disconnect`]: no reconnecting after that.
+    stopping: AtomicBool,
     routes: Mutex<Routes>,
 }
 
@@ -380,7 +400,8 @@ fn describe(err: &ConnectionError) -> String {
             "the broker refused the connection: bad user name or password".into()
         }
         ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized) => {
-            "the broker refused the connection: not authorized".into()
+            "the broker refused the connection: not authorized (check username and password-file)"
+                .into()
         }
         ConnectionError::ConnectionRefused(code) => {
             format!("the broker refused the connection: {code:?}")
@@ -425,7 +446,16 @@ async fn connect(
                     tracing::warn!(broker = %broker.name, "the broker refused a subscription");
                 }
             }
+            Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                broker.connected.store(false, Ordering::Release);
+                tracing::info!(broker = %broker.name, "disconnected from the mqtt broker");
+                return;
+            }
             Ok(_) => {}
+            Err(_) if broker.stopping.load(Ordering::Acquire) => {
+                broker.connected.store(false, Ordering::Release);
+                return;
+            }
             Err(err) => {
                 let was_connected = broker.connected.swap(false, Ordering::AcqRel);
                 let message = describe(&err);
