@@ -2,6 +2,7 @@
 //! in a temporary directory and drives it through the real CLI.
 #![allow(dead_code)]
 
+pub mod mosquitto;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -124,6 +125,10 @@ pub struct Options {
     pub address_space_limit: Option<u64>,
     /// Registries (`host:port`) the daemon may reach over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// `device-id` in the daemon's config.
+    pub device_id: Option<String>,
+    /// TOML appended to the daemon's config (tables such as `[mqtt.brokers.x]`).
+    pub extra_config: String,
 }
 
 /// A daemon running in its own temporary directory.
@@ -173,9 +178,14 @@ impl Daemon {
                 fs::copy(&policy, root.join("policies").join(format!("{name}.toml"))).unwrap();
             }
         }
+        let device_id = options
+            .device_id
+            .as_ref()
+            .map(|id| format!("device-id = {id:?}\n"))
+            .unwrap_or_default();
         let config = format!(
-            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n[registry]\ninsecure = {:?}\n",
-            options.allow_unsigned, options.insecure_registries
+            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n{device_id}[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n[registry]\ninsecure = {:?}\n{}",
+            options.allow_unsigned, options.insecure_registries, options.extra_config
         );
         fs::write(root.join("cairn.toml"), config).unwrap();
         let mut daemon = Daemon {
@@ -264,6 +274,18 @@ impl Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM, as a service manager would, and waits for it.
+    pub fn terminate(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            assert!(
+                self.wait_exit(Duration::from_secs(30)),
+                "the daemon did not stop on SIGTERM"
+            );
         }
     }
 
