@@ -406,6 +406,121 @@ epoch-tick = "25ms"
     }
 
     #[test]
+    fn reads_mqtt_brokers_and_the_device_id() {
+        let (dir, config) = load_text(
+            r#"
+device-id = "pump-7"
+
+[mqtt.brokers.local]
+url = "mqtt://127.0.0.1:1884"
+
+[mqtt.brokers.cloud]
+url = "mqtts://broker.example"
+client-id = "edge-{device}"
+username = "pump"
+password-file = "secrets/mqtt.pass"
+ca-file = "ca.pem"
+cert-file = "client.pem"
+key-file = "/etc/cairn/client.key"
+keep-alive = "45s"
+clean-session = false
+reconnect-min = "500ms"
+reconnect-max = "5m"
+
+[mqtt.brokers.cloud.last-will]
+topic = "devices/{device}/status"
+payload = "offline"
+qos = 1
+retain = true
+"#,
+        );
+        let config = config.unwrap();
+        let base = std::path::absolute(dir.path()).unwrap();
+        assert_eq!(config.device_id, "pump-7");
+        let local = &config.mqtt.brokers["local"];
+        assert_eq!(
+            (local.host.as_str(), local.port, local.tls),
+            ("127.0.0.1", 1884, false)
+        );
+        assert_eq!(local.client_id, "cairn-{device}");
+        assert_eq!(local.keep_alive, Duration::from_secs(30));
+        assert!(local.clean_session);
+        assert!(local.last_will.is_none());
+        let cloud = &config.mqtt.brokers["cloud"];
+        assert_eq!((cloud.port, cloud.tls), (8883, true));
+        assert_eq!(cloud.client_id, "edge-{device}");
+        assert_eq!(cloud.username.as_deref(), Some("pump"));
+        assert_eq!(
+            cloud.password_file.as_deref(),
+            Some(base.join("secrets/mqtt.pass").as_path())
+        );
+        assert_eq!(
+            cloud.ca_file.as_deref(),
+            Some(base.join("ca.pem").as_path())
+        );
+        assert_eq!(
+            cloud.client_auth,
+            Some((
+                base.join("client.pem"),
+                PathBuf::from("/etc/cairn/client.key")
+            ))
+        );
+        assert_eq!(cloud.keep_alive, Duration::from_secs(45));
+        assert!(!cloud.clean_session);
+        assert_eq!(cloud.reconnect_min, Duration::from_millis(500));
+        assert_eq!(cloud.reconnect_max, Duration::from_secs(300));
+        let will = cloud.last_will.as_ref().unwrap();
+        assert_eq!(
+            (
+                will.topic.as_str(),
+                will.payload.as_str(),
+                will.qos,
+                will.retain
+            ),
+            ("devices/{device}/status", "offline", 1, true)
+        );
+    }
+
+    #[test]
+    fn bad_mqtt_settings_are_errors_naming_the_broker() {
+        for (text, expected) in [
+            ("[mqtt.brokers.a]\nurl = \"tcp://x\"\n", "line 2"),
+            ("[mqtt.brokers.a]\nurl = \"mqtt://x\"\nport = 1\n", "line 3"),
+            ("[mqtt.brokers.a]\n", "missing field `url`"),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtts://x\"\ncert-file = \"c.pem\"\n",
+                "[mqtt.brokers.a] cert-file and key-file go together",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\nca-file = \"ca.pem\"\n",
+                "need an mqtts:// url",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\npassword-file = \"p\"\n",
+                "password-file needs a username",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\nreconnect-min = \"10s\"\nreconnect-max = \"1s\"\n",
+                "reconnect-max",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\n[mqtt.brokers.a.last-will]\ntopic = \"a/+\"\n",
+                "last-will topic",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\n[mqtt.brokers.a.last-will]\ntopic = \"a\"\nqos = 3\n",
+                "qos must be 0, 1 or 2",
+            ),
+            ("[mqtt.brokers.Bad]\nurl = \"mqtt://x\"\n", "broker name"),
+            ("device-id = \"a/b\"\n", "invalid device-id"),
+        ] {
+            let (_dir, config) = load_text(text);
+            let message = format!("{:#}", config.unwrap_err());
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+    }
+
+    #[test]
     fn a_missing_file_names_the_path() {
         let error = DaemonConfig::load(Path::new("/nonexistent/cairn.toml")).unwrap_err();
         assert!(format!("{error:#}").contains("/nonexistent/cairn.toml"));

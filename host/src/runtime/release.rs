@@ -298,6 +298,16 @@ impl ActorLink {
         )
     }
 
+    /// A link to a bare queue whose release is active, for capability tests.
+    #[cfg(test)]
+    pub(crate) fn detached(tx: &mpsc::Sender<Job>) -> ActorLink {
+        ActorLink {
+            tx: tx.downgrade(),
+            activation: Arc::new(AtomicU64::new(0)),
+            release_id: 0,
+        }
+    }
+
     /// Whether the instance's actor has stopped.
     pub fn is_gone(&self) -> bool {
         self.tx.upgrade().is_none()

@@ -207,3 +207,51 @@ impl wit::Host for InstanceState {
             .unsubscribe(self.local.id, &resolved)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(text: &str) -> Result<MqttGrant, String> {
+        let grant: MqttGrant = toml::from_str(text).map_err(|err| err.to_string())?;
+        Mqtt::validate(&grant)?;
+        Ok(grant)
+    }
+
+    #[test]
+    fn global_and_per_broker_patterns_with_the_device_id() {
+        let grant = grant(
+            r#"
+publish = ["devices/{device}/status"]
+subscribe = ["devices/{device}/cmd/#"]
+[brokers.cloud]
+publish = ["telemetry/#"]
+subscribe = ["fleet/+/announce"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(grant.max_payload, DEFAULT_MAX_PAYLOAD);
+        assert!(grant.may_publish("local", "devices/pump-7/status", "pump-7"));
+        assert!(!grant.may_publish("local", "devices/pump-8/status", "pump-7"));
+        assert!(!grant.may_publish("local", "telemetry/x", "pump-7"));
+        assert!(grant.may_publish("cloud", "telemetry/x", "pump-7"));
+        assert!(grant.may_publish("cloud", "devices/pump-7/status", "pump-7"));
+
+        let filter = |text: &str| TopicPattern::parse(text).unwrap().resolve("pump-7");
+        assert!(grant.may_subscribe("local", &filter("devices/{device}/cmd/#"), "pump-7"));
+        assert!(grant.may_subscribe("local", &filter("devices/pump-7/cmd/+"), "pump-7"));
+        assert!(!grant.may_subscribe("local", &filter("devices/+/cmd/#"), "pump-7"));
+        assert!(!grant.may_subscribe("local", &filter("fleet/+/announce"), "pump-7"));
+        assert!(grant.may_subscribe("cloud", &filter("fleet/a/announce"), "pump-7"));
+    }
+
+    #[test]
+    fn strict_keys_and_payload_bounds() {
+        assert!(grant("publsh = []").is_err());
+        assert!(grant("[brokers.x]\nmax-payload = \"1KiB\"").is_err());
+        assert_eq!(grant("max-payload = \"1KiB\"").unwrap().max_payload, 1024);
+        assert!(grant("max-payload = \"0B\"").is_err());
+        assert!(grant("max-payload = \"17MiB\"").is_err());
+        assert!(grant("publish = [\"a/#/b\"]").is_err());
+    }
+}
