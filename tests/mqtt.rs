@@ -502,3 +502,25 @@ fn a_graceful_stop_disconnects_without_the_last_will() {
         vec!["devices/marker/status marker".to_string()]
     );
 }
+
+/// mosquitto sends at most 20 unacknowledged QoS 1/2 messages to a client
+/// (`max_inflight_messages`); all of these arrive only if the host acks them.
+#[test]
+fn qos_messages_are_acknowledged_so_the_broker_keeps_sending() {
+    let broker = Mosquitto::start(Auth::Anonymous);
+    let daemon = daemon_with(broker_config(&broker, ""), None);
+    wait_connected(&daemon, 1);
+    subscribe(&daemon, "probe/in/#", 2).unwrap();
+    assert!(delivered(&daemon, &broker, "probe/in/ready", "ready", None));
+    for qos in [1, 2] {
+        let lines: Vec<String> = (0..60).map(|n| format!("q{qos}-{n}")).collect();
+        broker.publish_lines(&format!("probe/in/q{qos}"), &lines, qos);
+        let all = daemon.eventually(WAIT, || {
+            let events = received(&daemon);
+            lines
+                .iter()
+                .all(|line| events.iter().any(|event| event["payload"] == line.as_str()))
+        });
+        assert!(all, "qos {qos}: {:?}", received(&daemon).len());
+    }
+}

@@ -246,6 +246,23 @@ impl Mosquitto {
             .args(["-q", "1", "-t", topic, "-m", payload]));
     }
 
+    /// Publishes each line as one message on `topic` from a single connection.
+    pub fn publish_lines(&self, topic: &str, lines: &[String], qos: u8) {
+        use std::io::Write;
+        let mut child = Command::new("mosquitto_pub")
+            .args(self.client_args(None))
+            .args(["-q", &qos.to_string(), "-t", topic, "-l"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub is installed (scripts/test installs it)");
+        let mut stdin = child.stdin.take().unwrap();
+        for line in lines {
+            writeln!(stdin, "{line}").unwrap();
+        }
+        drop(stdin);
+        assert!(child.wait().unwrap().success(), "mosquitto_pub failed");
+    }
+
     /// Starts `mosquitto_sub` on `filter` and returns once the broker confirmed
     /// the subscription.
     pub fn subscribe(&self, filter: &str, auth: Option<(&str, &str)>) -> Subscriber {
