@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::mosquitto::{Auth, Mosquitto};
-use harness::{Daemon, Options, cairn_bin, plugin_wasm};
+use harness::{Daemon, Options, cairn_bin, plugin_wasm, variant};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -523,4 +523,53 @@ fn qos_messages_are_acknowledged_so_the_broker_keeps_sending() {
         });
         assert!(all, "qos {qos}: {:?}", received(&daemon).len());
     }
+}
+
+/// A hot swap hands the subscription to the new release: the old instance's
+/// end does not unsubscribe a filter the new one uses, and the new release
+/// gets each message once.
+#[test]
+fn subscriptions_made_in_init_carry_over_a_hot_swap() {
+    let broker = Mosquitto::start(Auth::Anonymous);
+    let daemon = Daemon::start_with(Options {
+        extra_config: broker_config(&broker, ""),
+        ..Options::default()
+    });
+    let policy = std::fs::read_to_string(daemon.root().join("policies/mqtt-probe.toml")).unwrap();
+    daemon.write_policy(
+        PROBE,
+        &format!(
+            "{policy}\n[config]\nsubscribe = [{{ broker = \"local\", filter = \"probe/in/#\", qos = 1 }}]\n"
+        ),
+    );
+    daemon
+        .install(&variant("mqtt-probe", "1.0.0", "ok"))
+        .unwrap();
+    wait_connected(&daemon, 1);
+    assert!(delivered(&daemon, &broker, "probe/in/v1", "one", None));
+
+    daemon
+        .install(&variant("mqtt-probe", "2.0.0", "ok"))
+        .unwrap();
+    assert_eq!(
+        daemon.call(PROBE, "version", "null").unwrap()["version"],
+        "2.0.0"
+    );
+    assert!(
+        delivered(&daemon, &broker, "probe/in/v2", "two", None),
+        "{}",
+        daemon.daemon_log()
+    );
+    // In order from one connection: when the marker is in, so is every copy of `single`.
+    broker.publish_lines("probe/in/once", &["single".into(), "marker".into()], 1);
+    assert!(daemon.eventually(WAIT, || {
+        received(&daemon)
+            .iter()
+            .any(|event| event["payload"] == "marker")
+    }));
+    let copies = received(&daemon)
+        .iter()
+        .filter(|event| event["payload"] == "single")
+        .count();
+    assert_eq!(copies, 1);
 }

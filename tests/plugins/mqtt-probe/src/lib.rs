@@ -7,6 +7,10 @@
 //! - `subscribe` `{"broker","filter","qos"}` → `{"ok":true}`
 //! - `unsubscribe` `{"broker","filter"}` → `{"existed":bool}`
 //! - `received` → `[{"topic","payload","source"}]`
+//! - `version` → `{"version"}`
+//!
+//! `init` makes the subscriptions listed in the policy's `[config]` as
+//! `subscribe = [{broker, filter, qos}]`, as a real plugin would.
 //!
 //! A refused call fails with `<kind>: <message>` (e.g. `denied: ...`).
 
@@ -40,6 +44,12 @@ struct PublishRequest {
     retain: bool,
 }
 
+#[derive(Deserialize, Default)]
+struct ProbeConfig {
+    #[serde(default)]
+    subscribe: Vec<SubscribeRequest>,
+}
+
 #[derive(Deserialize)]
 struct SubscribeRequest {
     broker: String,
@@ -65,7 +75,11 @@ fn ok() -> Result<Vec<u8>, String> {
 }
 
 impl Plugin for Probe {
-    fn init(_config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> Result<Self, String> {
+        let config: ProbeConfig = config.parse()?;
+        for request in config.subscribe {
+            mqtt::subscribe(&request.broker, &request.filter, qos(request.qos))?;
+        }
         Ok(Probe::default())
     }
 
@@ -95,6 +109,10 @@ impl Plugin for Probe {
                 let request: SubscribeRequest = parse(payload)?;
                 let existed = mqtt::unsubscribe(&request.broker, &request.filter)?;
                 serde_json::to_vec(&serde_json::json!({ "existed": existed }))
+                    .map_err(|err| err.to_string())
+            }
+            "version" => {
+                serde_json::to_vec(&serde_json::json!({ "version": cairn_sdk::plugin_version!() }))
                     .map_err(|err| err.to_string())
             }
             "received" => serde_json::to_vec(&self.received).map_err(|err| err.to_string()),
