@@ -288,10 +288,12 @@ impl Mosquitto {
                 }
             }
         });
+        // Owned before waiting, so a failed wait still stops the client.
+        let subscriber = Subscriber { child, messages };
         subscribed
             .recv_timeout(Duration::from_secs(20))
             .expect("mosquitto_sub did not subscribe");
-        Subscriber { child, messages }
+        subscriber
     }
 }
 
