@@ -73,6 +73,8 @@ impl Setup {
                 epoch_tick: Duration::from_millis(10),
             },
             registry,
+            device_id: "bench".to_string(),
+            mqtt: Default::default(),
         })
         .await?;
         Ok(Setup {

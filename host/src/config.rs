@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
+use crate::caps::mqtt::config::{MqttConfig, MqttSection};
+
 /// Where plugins, the precompiled cache, the journal and key-value data live by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cairn";
 /// Where policy files are read from by default.
@@ -46,6 +48,10 @@ pub struct DaemonConfig {
     pub registry: RegistryConfig,
     /// The HTTP listener plugins serve on, when configured.
     pub http: Option<HttpListenerConfig>,
+    /// This device's id: `{device}` in topic patterns and MQTT settings.
+    pub device_id: String,
+    /// MQTT brokers the daemon connects to.
+    pub mqtt: MqttConfig,
 }
 
 /// `[listeners.http]`: where plugins that serve HTTP are reached, and its limits.
@@ -134,7 +140,19 @@ impl Default for DaemonConfig {
             runtime: RuntimeConfig::default(),
             registry: RegistryConfig::default(),
             http: None,
+            device_id: default_device_id(),
+            mqtt: MqttConfig::default(),
         }
+    }
+}
+
+/// The host name, or `cairn` when it cannot be read.
+fn default_device_id() -> String {
+    let hostname = crate::caps::system::hostname();
+    if hostname.is_empty() {
+        "cairn".to_string()
+    } else {
+        hostname
     }
 }
 
@@ -215,6 +233,11 @@ impl DaemonConfig {
                 credentials: from_file(file.registry.credentials),
             },
             http: file.listeners.http,
+            device_id: file.device_id.unwrap_or(defaults.device_id),
+            mqtt: file
+                .mqtt
+                .resolve(&base_dir)
+                .with_context(|| format!("invalid config file {}", path_text(path)))?,
         })
     }
 }
@@ -228,6 +251,8 @@ struct ConfigFile {
     policy_dir: Option<PathBuf>,
     admin_socket: Option<PathBuf>,
     allow_unsigned: Option<bool>,
+    #[serde(default, deserialize_with = "device_id")]
+    device_id: Option<String>,
     #[serde(default, deserialize_with = "log_filter")]
     log_level: Option<String>,
     #[serde(default)]
@@ -236,6 +261,8 @@ struct ConfigFile {
     runtime: RuntimeSection,
     #[serde(default)]
     registry: RegistrySection,
+    #[serde(default)]
+    mqtt: MqttSection,
     #[serde(default)]
     listeners: ListenersSection,
 }
@@ -279,8 +306,28 @@ fn log_filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Strin
     Ok(Some(filter))
 }
 
+fn path_text(path: Option<&Path>) -> String {
+    path.map_or_else(|| "(none)".to_string(), |path| path.display().to_string())
+}
+
+/// A device id is one topic level: printable, no `/`, `+`, `#`, braces or spaces.
+fn device_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(deserializer)?;
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '+' | '#' | '{' | '}'));
+    if !valid {
+        return Err(serde::de::Error::custom(format!(
+            "invalid device-id `{id}`: 1 to 64 printable ASCII characters without `/`, `+`, `#`, `{{`, `}}` or spaces"
+        )));
+    }
+    Ok(Some(id))
+}
+
 /// Parses `"10ms"`-style durations while parsing, so a bad one is reported with its line.
-fn positive_duration<'de, D: Deserializer<'de>>(
+pub(crate) fn positive_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
@@ -403,6 +450,121 @@ epoch-tick = "25ms"
         };
         let config = DaemonConfig::resolve(Some(&path), &overrides).unwrap();
         assert_eq!(config.admin_socket, Path::new("/tmp/other.sock"));
+    }
+
+    #[test]
+    fn reads_mqtt_brokers_and_the_device_id() {
+        let (dir, config) = load_text(
+            r#"
+device-id = "pump-7"
+
+[mqtt.brokers.local]
+url = "mqtt://127.0.0.1:1884"
+
+[mqtt.brokers.cloud]
+url = "mqtts://broker.example"
+client-id = "edge-{device}"
+username = "pump"
+password-file = "secrets/mqtt.pass"
+ca-file = "ca.pem"
+cert-file = "client.pem"
+key-file = "/etc/cairn/client.key"
+keep-alive = "45s"
+clean-session = false
+reconnect-min = "500ms"
+reconnect-max = "5m"
+
+[mqtt.brokers.cloud.last-will]
+topic = "devices/{device}/status"
+payload = "offline"
+qos = 1
+retain = true
+"#,
+        );
+        let config = config.unwrap();
+        let base = std::path::absolute(dir.path()).unwrap();
+        assert_eq!(config.device_id, "pump-7");
+        let local = &config.mqtt.brokers["local"];
+        assert_eq!(
+            (local.host.as_str(), local.port, local.tls),
+            ("127.0.0.1", 1884, false)
+        );
+        assert_eq!(local.client_id, "cairn-{device}");
+        assert_eq!(local.keep_alive, Duration::from_secs(30));
+        assert!(local.clean_session);
+        assert!(local.last_will.is_none());
+        let cloud = &config.mqtt.brokers["cloud"];
+        assert_eq!((cloud.port, cloud.tls), (8883, true));
+        assert_eq!(cloud.client_id, "edge-{device}");
+        assert_eq!(cloud.username.as_deref(), Some("pump"));
+        assert_eq!(
+            cloud.password_file.as_deref(),
+            Some(base.join("secrets/mqtt.pass").as_path())
+        );
+        assert_eq!(
+            cloud.ca_file.as_deref(),
+            Some(base.join("ca.pem").as_path())
+        );
+        assert_eq!(
+            cloud.client_auth,
+            Some((
+                base.join("client.pem"),
+                PathBuf::from("/etc/cairn/client.key")
+            ))
+        );
+        assert_eq!(cloud.keep_alive, Duration::from_secs(45));
+        assert!(!cloud.clean_session);
+        assert_eq!(cloud.reconnect_min, Duration::from_millis(500));
+        assert_eq!(cloud.reconnect_max, Duration::from_secs(300));
+        let will = cloud.last_will.as_ref().unwrap();
+        assert_eq!(
+            (
+                will.topic.as_str(),
+                will.payload.as_str(),
+                will.qos,
+                will.retain
+            ),
+            ("devices/{device}/status", "offline", 1, true)
+        );
+    }
+
+    #[test]
+    fn bad_mqtt_settings_are_errors_naming_the_broker() {
+        for (text, expected) in [
+            ("[mqtt.brokers.a]\nurl = \"tcp://x\"\n", "line 2"),
+            ("[mqtt.brokers.a]\nurl = \"mqtt://x\"\nport = 1\n", "line 3"),
+            ("[mqtt.brokers.a]\n", "missing field `url`"),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtts://x\"\ncert-file = \"c.pem\"\n",
+                "[mqtt.brokers.a] cert-file and key-file go together",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\nca-file = \"ca.pem\"\n",
+                "need an mqtts:// url",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\npassword-file = \"p\"\n",
+                "password-file needs a username",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\nreconnect-min = \"10s\"\nreconnect-max = \"1s\"\n",
+                "reconnect-max",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\n[mqtt.brokers.a.last-will]\ntopic = \"a/+\"\n",
+                "last-will topic",
+            ),
+            (
+                "[mqtt.brokers.a]\nurl = \"mqtt://x\"\n[mqtt.brokers.a.last-will]\ntopic = \"a\"\nqos = 3\n",
+                "qos must be 0, 1 or 2",
+            ),
+            ("[mqtt.brokers.Bad]\nurl = \"mqtt://x\"\n", "broker name"),
+            ("device-id = \"a/b\"\n", "invalid device-id"),
+        ] {
+            let (_dir, config) = load_text(text);
+            let message = format!("{:#}", config.unwrap_err());
+            assert!(message.contains(expected), "{text}: {message}");
+        }
     }
 
     #[test]

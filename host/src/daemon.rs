@@ -30,6 +30,8 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
             epoch_tick: config.runtime.epoch_tick,
         },
         registry: registry_options(&config.registry)?,
+        device_id: config.device_id.clone(),
+        mqtt: config.mqtt.clone(),
     })
     .await?;
     let http = match &config.http {

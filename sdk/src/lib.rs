@@ -51,6 +51,7 @@ pub mod events;
 pub mod kv;
 pub mod log;
 pub mod metrics;
+pub mod mqtt;
 mod plugin;
 pub mod plugins;
 pub mod system;

@@ -2,6 +2,7 @@
 //! in a temporary directory and drives it through the real CLI.
 #![allow(dead_code)]
 
+pub mod mosquitto;
 pub mod proxy;
 pub mod registry;
 
@@ -166,6 +167,10 @@ pub struct Options {
     pub insecure_registries: Vec<String>,
     /// Text of the registry credentials file (written owner-only), if any.
     pub registry_credentials: Option<String>,
+    /// `device-id` in the daemon's config.
+    pub device_id: Option<String>,
+    /// TOML appended to the daemon's config (tables such as `[mqtt.brokers.x]`).
+    pub extra_config: String,
 }
 
 /// A daemon running in its own temporary directory.
@@ -215,14 +220,20 @@ impl Daemon {
                 fs::copy(&policy, root.join("policies").join(format!("{name}.toml"))).unwrap();
             }
         }
+        let device_id = options
+            .device_id
+            .as_ref()
+            .map(|id| format!("device-id = {id:?}\n"))
+            .unwrap_or_default();
         let mut config = format!(
-            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n[registry]\ninsecure = {:?}\n",
+            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"run/admin.sock\"\nallow-unsigned = {}\n{device_id}[trust.keys]\ndev = \"dev.pub\"\nother = \"other.pub\"\n[registry]\ninsecure = {:?}\n",
             options.allow_unsigned, options.insecure_registries
         );
         if let Some(text) = &options.registry_credentials {
             write_owner_only(&root.join("credentials.toml"), text);
             config.push_str("credentials = \"credentials.toml\"\n");
         }
+        config.push_str(&options.extra_config);
         fs::write(root.join("cairn.toml"), config).unwrap();
         let mut daemon = Daemon {
             dir,
@@ -315,6 +326,18 @@ impl Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM, as a service manager would, and waits for it.
+    pub fn terminate(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            assert!(
+                self.wait_exit(Duration::from_secs(30)),
+                "the daemon did not stop on SIGTERM"
+            );
         }
     }
 

@@ -25,6 +25,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod metrics;
+pub mod mqtt;
 pub mod plugins;
 pub mod system;
 pub mod timer;
@@ -58,6 +59,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (plugins::Plugins::NAME, plugins::Plugins::INTERFACE),
     (system::System::NAME, system::System::INTERFACE),
     (metrics::Metrics::NAME, metrics::Metrics::INTERFACE),
+    (mqtt::Mqtt::NAME, mqtt::Mqtt::INTERFACE),
     (http::HttpServer::NAME, http::HttpServer::INTERFACE),
 ];
 
@@ -72,6 +74,7 @@ pub struct Grants {
     pub plugins: Option<plugins::PluginsGrant>,
     pub system: Option<system::SystemGrant>,
     pub metrics: Option<metrics::MetricsGrant>,
+    pub mqtt: Option<mqtt::MqttGrant>,
     pub http_server: Option<http::HttpServerGrant>,
 }
 
@@ -103,6 +106,7 @@ impl Grants {
             plugins: parse::<plugins::Plugins>(policy)?,
             system: parse::<system::System>(policy)?,
             metrics: parse::<metrics::Metrics>(policy)?,
+            mqtt: parse::<mqtt::Mqtt>(policy)?,
             http_server: parse::<http::HttpServer>(policy)?,
         })
     }
@@ -118,6 +122,7 @@ impl Grants {
             self.plugins.is_some(),
             self.system.is_some(),
             self.metrics.is_some(),
+            self.mqtt.is_some(),
             self.http_server.is_some(),
         ];
         CAPABILITIES
@@ -241,6 +246,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     plugins::Plugins::add_to_linker(&mut linker)?;
     system::System::add_to_linker(&mut linker)?;
     metrics::Metrics::add_to_linker(&mut linker)?;
+    mqtt::Mqtt::add_to_linker(&mut linker)?;
     http::HttpServer::add_to_linker(&mut linker)?;
     Ok(linker)
 }
@@ -252,6 +258,10 @@ pub struct Hub {
     pub kv: Arc<KvStore>,
     pub events: events::Bus,
     pub metrics: metrics::Registry,
+    /// This device's id (`{device}` in MQTT grants and settings).
+    pub device_id: String,
+    /// The daemon's MQTT broker connections.
+    pub mqtt: mqtt::Brokers,
     kernel: OnceLock<Weak<Kernel>>,
 }
 
@@ -263,8 +273,17 @@ impl Hub {
             kv: Arc::new(kv),
             events: events::Bus::default(),
             metrics: metrics::Registry::default(),
+            device_id: "cairn".to_string(),
+            mqtt: mqtt::Brokers::default(),
             kernel: OnceLock::new(),
         }
+    }
+
+    /// Sets the device id and the MQTT connections (none by default).
+    pub fn with_mqtt(mut self, device_id: String, mqtt: mqtt::Brokers) -> Hub {
+        self.device_id = device_id;
+        self.mqtt = mqtt;
+        self
     }
 
     /// Connects the capabilities that act on plugins (commands, plugins) to the kernel.
@@ -306,6 +325,7 @@ impl InstanceLocal {
 impl Drop for InstanceLocal {
     fn drop(&mut self) {
         self.hub.events.drop_instance(self.id);
+        self.hub.mqtt.drop_instance(self.id);
         self.timers.cancel_all();
     }
 }

@@ -48,6 +48,10 @@ pub struct KernelConfig {
     pub engine: EngineSettings,
     /// How plugins are fetched from OCI registries.
     pub registry: RegistryOptions,
+    /// This device's id (`{device}` in MQTT grants and broker settings).
+    pub device_id: String,
+    /// MQTT brokers to keep connections to.
+    pub mqtt: crate::caps::mqtt::config::MqttConfig,
 }
 
 /// One installed plugin's running release.
@@ -108,7 +112,9 @@ impl Kernel {
             Registry::new(config.registry.clone()).context("configuring registry access")?;
         let fetched = registry::FetchedManifests::open(&state_dir.join("registry"))
             .context("opening the registry records")?;
-        let hub = Arc::new(Hub::new(state_dir, kv));
+        let brokers = caps::mqtt::Brokers::start(&config.mqtt, &config.device_id)
+            .context("starting the mqtt connections")?;
+        let hub = Arc::new(Hub::new(state_dir, kv).with_mqtt(config.device_id.clone(), brokers));
         let (faults_tx, faults_rx) = mpsc::unbounded_channel();
         let env = Arc::new(RuntimeEnv {
             linker: caps::linker(&engine)?,
@@ -294,6 +300,8 @@ impl Kernel {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // After the plugins, whose shutdown may still publish.
+        self.env.hub.mqtt.disconnect(Duration::from_secs(2)).await;
     }
 
     /// The HTTP routes of the running plugins.

@@ -322,6 +322,33 @@ impl ActorLink {
             .is_some_and(|tx| tx.try_send(Job::Event(event)).is_ok())
     }
 
+    /// Queues an event for the instance, waiting up to `wait` for room in its
+    /// queue; false if it is gone or the queue stayed full.
+    pub async fn deliver_waiting(&self, event: Event, wait: Duration) -> bool {
+        let Some(tx) = self.tx.upgrade() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(wait, tx.send(Job::Event(event))).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// A link to a bare queue whose release is active, for capability tests.
+    #[cfg(test)]
+    pub(crate) fn detached(tx: &mpsc::Sender<Job>) -> ActorLink {
+        ActorLink {
+            tx: tx.downgrade(),
+            activation: Arc::new(AtomicU64::new(0)),
+            release_id: 0,
+        }
+    }
+
+    /// Whether the instance's actor has stopped.
+    pub fn is_gone(&self) -> bool {
+        self.tx.upgrade().is_none()
+    }
+
     /// Whether the instance belongs to the release serving its plugin.
     pub fn is_active(&self) -> bool {
         self.activation.load(Ordering::Acquire) == self.release_id
