@@ -168,7 +168,13 @@ pub fn init(level: &str, json: bool) -> LogRing {
         Ok(filter) => (filter, None),
         Err(error) => (EnvFilter::new("info"), Some(error)),
     };
-    let human = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    // Colours only for a terminal: a log file or journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let human = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+    });
     let machine = json.then(|| {
         tracing_subscriber::fmt::layer()
             .json()

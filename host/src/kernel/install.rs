@@ -172,6 +172,19 @@ impl Kernel {
         };
         caps::check_imports(info.imports.iter().map(String::as_str), &grants)
             .map_err(|err| KernelError::Policy(format!("{name} refused: {err}")))?;
+        let serves_http = info
+            .exports
+            .iter()
+            .any(|export| export.starts_with("wasi:http/incoming-handler"));
+        let has_handlers = info
+            .exports
+            .iter()
+            .any(|export| export.starts_with("cairn:plugin/handlers"));
+        if serves_http && !has_handlers && grants.http_server.is_none() {
+            return Err(KernelError::Policy(format!(
+                "{name} refused: it only serves HTTP, but its policy has no [grants.http-server] routes"
+            )));
+        }
         if let Some(server) = &grants.http_server {
             let routes = self.http_routes();
             for prefix in &server.routes {

@@ -1,0 +1,187 @@
+//! Serving plugins over HTTP through the host's listener: routing by granted
+//! prefix, limits, faults contained, instances reused, and hot swaps without a
+//! failed request.
+
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use harness::http::{get, request};
+use harness::{Daemon, Options, plugin_wasm, variant};
+
+fn http_daemon() -> (Daemon, String) {
+    let daemon = Daemon::start_with(Options {
+        extra_config: "[listeners.http]\naddress = \"127.0.0.1:0\"\nmax-body-size = \"64KiB\"\nmax-header-size = \"8KiB\"\nheader-timeout = \"1s\"\nrequest-timeout = \"10s\"\n".into(),
+        ..Options::default()
+    });
+    let mut address = None;
+    daemon.eventually(Duration::from_secs(10), || {
+        address = listening_address(&daemon.daemon_log());
+        address.is_some()
+    });
+    let address = address.expect("the daemon reports its HTTP address");
+    let hello = daemon.signed_copy(&plugin_wasm("http_hello"), "dev");
+    daemon.install(&hello).expect("install http-hello");
+    (daemon, address)
+}
+
+/// `127.0.0.1:PORT` from the `serving HTTP address=…` log line.
+fn listening_address(log: &str) -> Option<String> {
+    let line = log.lines().find(|line| line.contains("serving HTTP"))?;
+    let at = line.find("address=")? + "address=".len();
+    Some(
+        line[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect(),
+    )
+}
+
+#[test]
+fn serves_granted_routes_and_reuses_instances() {
+    let (daemon, address) = http_daemon();
+    let first = get(&address, "/hello").unwrap();
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(
+        first
+            .text()
+            .starts_with("hello from http-hello 0.1.0 at /hello"),
+        "{}",
+        first.text()
+    );
+    // Sequential requests land on the same, reused instance.
+    let second = get(&address, "/hello/x?y=1").unwrap();
+    assert!(
+        second
+            .text()
+            .contains("at /hello/x?y=1 (request 2 of this instance)"),
+        "{}",
+        second.text()
+    );
+
+    let missing = get(&address, "/nothing").unwrap();
+    assert_eq!(
+        (missing.status, missing.error_code().as_str()),
+        (404, "not-found")
+    );
+    let beside = get(&address, "/hellox").unwrap();
+    assert_eq!(beside.status, 404, "a prefix matches whole path segments");
+
+    // The component has no commands: asking is a clear error, not a crash.
+    let err = daemon.call("http-hello", "anything", "null").unwrap_err();
+    assert!(err.contains("only serves HTTP"), "{err}");
+}
+
+#[test]
+fn bodies_heads_and_slow_clients_are_bounded() {
+    let (_daemon, address) = http_daemon();
+    let small = vec![b'a'; 1000];
+    let echoed = request(
+        &address,
+        &format!("POST /hello/echo HTTP/1.1\r\nHost: {address}"),
+        &small,
+    )
+    .unwrap();
+    assert_eq!((echoed.status, echoed.body.len()), (200, 1000));
+
+    let big = vec![b'b'; 100 * 1024];
+    let refused = request(
+        &address,
+        &format!("POST /hello/echo HTTP/1.1\r\nHost: {address}"),
+        &big,
+    )
+    .unwrap();
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (413, "too-large")
+    );
+
+    let long_header = "x".repeat(16 * 1024);
+    let head = format!("GET /hello HTTP/1.1\r\nHost: {address}\r\nX-Long: {long_header}");
+    let refused = request(&address, &head, b"").unwrap();
+    assert_eq!(refused.status, 431, "{refused:?}");
+
+    // A client that never finishes its head is disconnected after header-timeout.
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "slow client not cut off"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{rest:?}"
+    );
+
+    assert_eq!(get(&address, "/hello").unwrap().status, 200);
+}
+
+#[test]
+fn traps_and_runaway_handlers_fail_one_request_only() {
+    let (daemon, address) = http_daemon();
+    let trapped = get(&address, "/hello/trap").unwrap();
+    assert_eq!(
+        (trapped.status, trapped.error_code().as_str()),
+        (500, "plugin-fault")
+    );
+    let spun = get(&address, "/hello/spin").unwrap();
+    assert_eq!(spun.status, 500, "{spun:?}");
+    assert!(
+        spun.text().contains("deadline") || spun.text().contains("CPU"),
+        "{}",
+        spun.text()
+    );
+    let after = get(&address, "/hello").unwrap();
+    assert_eq!(after.status, 200, "{after:?}");
+    assert!(daemon.daemon_log().contains("HTTP handler fault"));
+}
+
+#[test]
+fn a_hot_swap_under_load_fails_no_request() {
+    let (daemon, address) = http_daemon();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(AtomicU64::new(0));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, failures, served, address) = (
+                stop.clone(),
+                failures.clone(),
+                served.clone(),
+                address.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match get(&address, "/hello") {
+                        Ok(reply) if reply.status == 200 => served.fetch_add(1, Ordering::SeqCst),
+                        other => {
+                            eprintln!("failed: {other:?}");
+                            failures.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let v2 = daemon.signed_copy(&variant("http-hello", "0.2.0", "ok"), "dev");
+    daemon.install(&v2).expect("swap to 0.2.0");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    assert!(served.load(Ordering::SeqCst) > 10);
+    let now = get(&address, "/hello").unwrap();
+    assert!(now.text().contains("http-hello 0.2.0"), "{}", now.text());
+}
