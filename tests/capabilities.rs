@@ -110,6 +110,41 @@ fn facts_and_metrics_reach_the_operator() {
         metrics.contains("cairn_plugin_calls_total{plugin=\"counter\"}"),
         "{metrics}"
     );
+    // Latency of the one command, the instance's memory, and the installs' journal writes.
+    assert!(
+        metrics.contains("cairn_plugin_call_duration_seconds_count{plugin=\"counter\"} 1"),
+        "{metrics}"
+    );
+    let memory = metric(&metrics, "cairn_plugin_memory_bytes{plugin=\"counter\"}");
+    assert!(memory >= 65536.0, "{metrics}");
+    assert!(
+        metric(&metrics, "cairn_journal_writes_total") >= 2.0,
+        "{metrics}"
+    );
+
+    let health = daemon.cli_json(&["health"]).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    let names: Vec<&str> = health["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["counter", "echo"]);
+    assert!(
+        health["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["health"] == "ok")
+    );
+}
+
+/// The value of the sample named exactly `series`.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in {text}"))
 }
 
 #[test]

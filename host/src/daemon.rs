@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use base64::Engine as _;
 
 use crate::admin::api::{
-    AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, ProgressSink, Status,
+    AdminApi, AdminError, ErrorCode, HealthSummary, InstallRequest, LogRecord, PluginSummary,
+    ProgressSink, Status,
 };
 use crate::config::DaemonConfig;
 use crate::kernel::{InstallSource, Kernel, KernelConfig};
@@ -215,5 +216,9 @@ impl AdminApi for AdminService {
 
     async fn metrics(&self) -> Result<String, AdminError> {
         Ok(self.kernel.render_metrics())
+    }
+
+    async fn health(&self) -> Result<HealthSummary, AdminError> {
+        Ok(self.kernel.health().await)
     }
 }

@@ -76,6 +76,29 @@ pub struct Status {
     pub plugins: Vec<PluginSummary>,
 }
 
+/// How one plugin is doing, as `cairn health` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginHealth {
+    pub name: String,
+    pub version: String,
+    /// `running`, `restarting`, `stopped` or `failed`.
+    pub state: String,
+    /// `ok`, `degraded`, `unhealthy` or `unknown` (no answer in time).
+    pub health: String,
+    /// What the plugin or the host says is wrong, if anything.
+    pub detail: Option<String>,
+}
+
+/// The daemon's health: `ok` when every plugin is running and healthy,
+/// `degraded` when one is degraded or restarting, `failing` when one is
+/// unhealthy, failed or does not answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthSummary {
+    pub status: String,
+    pub uptime_secs: u64,
+    pub plugins: Vec<PluginHealth>,
+}
+
 /// One log record kept in the daemon's in-memory ring.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogRecord {
@@ -127,6 +150,7 @@ pub enum Request {
         limit: usize,
     },
     Metrics,
+    Health,
 }
 
 /// One line of the answer to a request. Long operations first send lines with only
@@ -185,4 +209,7 @@ pub trait AdminApi: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<Vec<LogRecord>, AdminError>> + Send;
     /// Prometheus text exposition of host and plugin metrics.
     fn metrics(&self) -> impl std::future::Future<Output = Result<String, AdminError>> + Send;
+    /// Asks every plugin for its health and sums it up.
+    fn health(&self)
+    -> impl std::future::Future<Output = Result<HealthSummary, AdminError>> + Send;
 }

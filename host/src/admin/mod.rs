@@ -20,8 +20,8 @@ pub(crate) mod fake {
     use tokio::sync::oneshot;
 
     use super::api::{
-        AdminApi, AdminError, ErrorCode, InstallRequest, LogRecord, PluginSummary, ProgressSink,
-        Request, Status,
+        AdminApi, AdminError, ErrorCode, HealthSummary, InstallRequest, LogRecord, PluginSummary,
+        ProgressSink, Request, Status,
     };
     use super::client::AdminClient;
     use crate::progress::{Phase, Progress};
@@ -230,6 +230,14 @@ pub(crate) mod fake {
 
         async fn metrics(&self) -> Result<String, AdminError> {
             Ok("# TYPE cairn_plugins gauge\ncairn_plugins 1\n".to_string())
+        }
+
+        async fn health(&self) -> Result<HealthSummary, AdminError> {
+            Ok(HealthSummary {
+                status: "ok".into(),
+                uptime_secs: 3723,
+                plugins: Vec::new(),
+            })
         }
     }
 }

@@ -293,6 +293,7 @@ pub(crate) async fn dispatch<A: AdminApi>(
         } => api.call(plugin, command, payload).await,
         Request::Logs { plugin, limit } => api.logs(plugin, limit).await.and_then(|r| to_json(&r)),
         Request::Metrics => api.metrics().await.map(serde_json::Value::String),
+        Request::Health => api.health().await.and_then(|h| to_json(&h)),
     };
     match result {
         Ok(value) => Response {
@@ -314,6 +315,7 @@ fn operation_name(request: &Request) -> &'static str {
         Request::Call { .. } => "call",
         Request::Logs { .. } => "logs",
         Request::Metrics => "metrics",
+        Request::Health => "health",
     }
 }
 

@@ -79,6 +79,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Print the daemon's metrics in Prometheus text format
     Metrics,
+    /// Ask every plugin for its health (exit status 1 when failing)
+    Health,
 }
 
 /// Entry point of the `cairn` binary: parses arguments, runs the command and
@@ -148,6 +150,7 @@ async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outc
         Command::Call(args) => remote::call(socket, args).await,
         Command::Logs(args) => remote::logs(socket, args).await,
         Command::Metrics => remote::metrics(socket).await,
+        Command::Health => remote::health(socket).await,
         Command::Plugin(PluginCommand::Install(args)) => plugin::install(socket, args, quiet).await,
         Command::Plugin(PluginCommand::List) => plugin::list(socket).await,
         Command::Plugin(PluginCommand::Rollback { name }) => plugin::rollback(socket, name).await,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::failure;
 use super::output::{self, Outcome};
 use super::progress::ProgressView;
-use crate::admin::api::{AdminError, ErrorCode, LogRecord, Request, Status};
+use crate::admin::api::{AdminError, ErrorCode, HealthSummary, LogRecord, Request, Status};
 use crate::admin::client::AdminClient;
 
 /// Records `cairn logs` shows when `-n` is not given.
@@ -112,6 +112,35 @@ pub(crate) async fn metrics(socket: &Path) -> Result<Outcome, AdminError> {
     let value = ask(socket, &Request::Metrics).await?;
     let text: String = decode(&value)?;
     Ok(Outcome::new(value, text))
+}
+
+/// `cairn health`: exits 1 when the daemon is failing.
+pub(crate) async fn health(socket: &Path) -> Result<Outcome, AdminError> {
+    let value = ask(socket, &Request::Health).await?;
+    let summary: HealthSummary = decode(&value)?;
+    let mut human = format!(
+        "{} (up {})",
+        summary.status,
+        output::human_duration(summary.uptime_secs)
+    );
+    for plugin in &summary.plugins {
+        human.push_str(&format!(
+            "\n  {:<20} {:<10} {:<10} {}{}",
+            plugin.name,
+            plugin.version,
+            plugin.state,
+            plugin.health,
+            plugin
+                .detail
+                .as_deref()
+                .map(|detail| format!(": {detail}"))
+                .unwrap_or_default()
+        ));
+    }
+    if summary.status == "failing" {
+        return Err(failure(ErrorCode::Unavailable, human));
+    }
+    Ok(Outcome::new(value, human))
 }
 
 /// The JSON argument of `cairn call`; `null` when absent.

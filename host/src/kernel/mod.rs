@@ -30,6 +30,7 @@ mod error;
 pub mod failpoint;
 mod install;
 mod lifecycle;
+mod metrics;
 mod registry;
 mod swap;
 
@@ -240,45 +241,6 @@ impl Kernel {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
-    }
-
-    /// Host and plugin metrics in the Prometheus text format.
-    pub fn render_metrics(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# TYPE cairn_uptime_seconds gauge\ncairn_uptime_seconds {}",
-            self.uptime().as_secs()
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE cairn_resident_memory_bytes gauge\ncairn_resident_memory_bytes {}",
-            resident_memory_bytes()
-        );
-        let plugins = self.plugins();
-        type Reading = fn(&PluginView) -> u64;
-        let series: [(&str, &str, Reading); 4] = [
-            ("cairn_plugin_calls_total", "counter", |view| view.calls),
-            ("cairn_plugin_faults_total", "counter", |view| view.faults),
-            ("cairn_plugin_restarts_total", "counter", |view| {
-                view.restarts.into()
-            }),
-            ("cairn_plugin_swaps_total", "counter", |view| view.swaps),
-        ];
-        for (name, kind, value) in series {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for view in &plugins {
-                let _ = writeln!(
-                    out,
-                    "{name}{{plugin=\"{}\"}} {}",
-                    caps::metrics::escape(&view.name),
-                    value(view)
-                );
-            }
-        }
-        self.env.hub.metrics.render(&mut out);
-        out
     }
 
     /// Stops every plugin (each finishes its queued calls, then `shutdown` runs).

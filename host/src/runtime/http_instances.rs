@@ -101,6 +101,16 @@ impl HttpInstances {
         self.stats
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let answer = self.serve(request).await;
+        self.stats.latency.observe(started.elapsed());
+        answer
+    }
+
+    async fn serve(
+        self: &Arc<Self>,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<HyperOutgoingBody>, HttpFailure> {
         let Idle {
             mut store,
             proxy,
@@ -183,6 +193,7 @@ impl HttpInstances {
             self.env.hub.clone(),
             local,
             self.limits.memory,
+            self.stats.memory_bytes.clone(),
         );
         let mut store = Store::new(&self.env.engine, state);
         instance::configure_store(&mut store);

@@ -1,6 +1,7 @@
 //! The data each plugin instance's wasmtime `Store` carries.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -40,6 +41,7 @@ impl InstanceState {
         hub: Arc<Hub>,
         local: InstanceLocal,
         memory_limit: u64,
+        memory_gauge: Arc<AtomicU64>,
     ) -> Self {
         let output = GuestOutput::new(identity.name.clone());
         // Deny-by-default WASI: no preopened directories, no environment,
@@ -64,6 +66,8 @@ impl InstanceState {
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 denied: false,
+                current: 0,
+                gauge: memory_gauge,
             },
             budget: CpuBudget::default(),
             output,
@@ -101,6 +105,15 @@ impl WasiView for InstanceState {
 pub struct MemoryLimiter {
     limit: u64,
     pub denied: bool,
+    /// This instance's linear memory, and the release-wide total it adds to.
+    current: u64,
+    gauge: Arc<AtomicU64>,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.current, Ordering::Relaxed);
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -111,7 +124,12 @@ impl ResourceLimiter for MemoryLimiter {
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired as u64 <= self.limit;
-        if !allowed {
+        if allowed {
+            let desired = desired as u64;
+            self.gauge
+                .fetch_add(desired.saturating_sub(self.current), Ordering::Relaxed);
+            self.current = desired;
+        } else {
             self.denied = true;
         }
         Ok(allowed)

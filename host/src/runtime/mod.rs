@@ -9,6 +9,7 @@ pub mod fault;
 mod guest_output;
 pub mod http_instances;
 pub mod instance;
+pub mod latency;
 pub mod release;
 
 pub use fault::{CallError, Fault, FaultKind, StartError};

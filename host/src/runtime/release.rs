@@ -18,6 +18,7 @@ use super::bindings::{Event, Health, Plugin, PluginPre};
 use super::fault::{CallError, Fault, StartError};
 use super::http_instances::HttpInstances;
 use super::instance::{self, InstanceState, PluginIdentity};
+use super::latency::LatencyHistogram;
 use crate::caps::{Grants, Hub, InstanceLocal};
 use crate::policy::Limits;
 use crate::state::digest::Digest;
@@ -109,6 +110,10 @@ pub struct ReleaseStats {
     pub faults: AtomicU64,
     pub restarts: AtomicU32,
     pub events_dropped: AtomicU64,
+    /// Time of each command and HTTP request, queueing included.
+    pub latency: LatencyHistogram,
+    /// Linear memory of all of the release's instances together.
+    pub memory_bytes: Arc<AtomicU64>,
     state: AtomicU8,
     pub last_fault: std::sync::Mutex<Option<String>>,
 }
@@ -195,8 +200,8 @@ impl Release {
             activation: activation.clone(),
             release_id: id,
         };
-        let live = Live::start(&spec, &env, &link).await?;
         let stats: Arc<ReleaseStats> = Arc::default();
+        let live = Live::start(&spec, &env, &link, &stats.memory_bytes).await?;
         let http = spec.http.clone().map(|pre| {
             Arc::new(HttpInstances::new(
                 pre,
@@ -240,6 +245,7 @@ impl Release {
         wait: Duration,
     ) -> Result<Vec<u8>, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let result = self
             .ask(wait, |reply| Job::Command {
                 command: command.to_string(),
@@ -247,6 +253,7 @@ impl Release {
                 reply,
             })
             .await;
+        self.stats.latency.observe(started.elapsed());
         if result.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -383,7 +390,7 @@ impl Actor {
                 // Faulted: refuse work until the backoff has passed, then restart.
                 tokio::select! {
                     _ = tokio::time::sleep_until(restart_at.into()) => {
-                        match Live::start(&self.spec, &self.env, &self.link).await {
+                        match Live::start(&self.spec, &self.env, &self.link, &self.stats.memory_bytes).await {
                             Ok(fresh) => {
                                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                                 self.stats.set_state(ReleaseState::Running);
@@ -454,6 +461,7 @@ impl Live {
         spec: &ReleaseSpec,
         env: &RuntimeEnv,
         link: &ActorLink,
+        memory: &Arc<AtomicU64>,
     ) -> Result<Live, StartError> {
         let permit = tokio::time::timeout(
             Duration::from_secs(5),
@@ -469,6 +477,7 @@ impl Live {
             env.hub.clone(),
             local,
             spec.limits.memory,
+            memory.clone(),
         );
         let mut store = Store::new(&env.engine, state);
         instance::configure_store(&mut store);

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Journal files written (fsynced and renamed into place) since the process started.
+pub static JOURNAL_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 use super::atomic::{create_private_dir, io_context, remove_tmp_files, write_atomic};
 use super::digest::Digest;
 
@@ -219,6 +222,7 @@ impl Journal {
             })?;
         bytes.push(b'\n');
         write_atomic(&self.path, &bytes)?;
+        JOURNAL_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
