@@ -10,7 +10,7 @@ use crate::stats::median_p99;
 const USER_HZ: f64 = 100.0;
 use crate::workspace;
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
 }
 
@@ -21,7 +21,7 @@ impl Drop for Daemon {
     }
 }
 
-fn cli(cairn: &Path, socket: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn cli(cairn: &Path, socket: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(cairn)
         .arg("--socket")
         .arg(socket)
@@ -35,7 +35,7 @@ fn cli(cairn: &Path, socket: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn start(cairn: &Path, root: &Path) -> anyhow::Result<(Daemon, Duration)> {
+pub(crate) fn start(cairn: &Path, root: &Path) -> anyhow::Result<(Daemon, Duration)> {
     let socket = root.join("admin.sock");
     let _ = std::fs::remove_file(&socket);
     let started = Instant::now();

@@ -5,6 +5,7 @@
 //! process and run, so the ratio is meaningful on a noisy machine.
 
 mod daemon;
+mod http;
 mod inprocess;
 mod instantiate;
 mod registry;
@@ -46,6 +47,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("daemon") {
         daemon::run(&cairn)?;
+    }
+    if wanted("http") {
+        http::run(&cairn)?;
     }
     Ok(())
 }

@@ -173,7 +173,7 @@ fn time(command: &mut Command) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-fn which(program: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(program: &str) -> Option<std::path::PathBuf> {
     let home_bin =
         std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cargo/bin"));
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
