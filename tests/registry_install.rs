@@ -20,19 +20,7 @@ fn daemon_for(registry: &TestRegistry) -> Daemon {
 
 /// `cairn plugin push` with one of the daemon's test keys.
 fn push(daemon: &Daemon, wasm: &Path, reference: &str, key: &str) -> String {
-    let key = daemon.root().join(format!("{key}.key"));
-    let out = daemon
-        .cli_json(&[
-            "plugin",
-            "push",
-            wasm.to_str().unwrap(),
-            reference,
-            "--key",
-            key.to_str().unwrap(),
-            "--insecure",
-        ])
-        .expect("push");
-    out["digest"].as_str().unwrap().to_string()
+    daemon.push(wasm, reference, key, &[]).expect("push")
 }
 
 /// Pushes without `cairn`'s signing, then signs (if asked) with arbitrary annotations.
@@ -155,17 +143,7 @@ fn refuses_unverifiable_or_ungranted_artifacts_and_changes_nothing() {
     let registry = TestRegistry::start();
     let daemon = daemon_for(&registry);
     let refused = |reference: &str, needle: &str| {
-        let err = daemon
-            .cli_json(&["plugin", "install", reference])
-            .expect_err(reference);
-        assert!(
-            err.to_lowercase().contains(&needle.to_lowercase()),
-            "{reference}: expected `{needle}` in {err}"
-        );
-        assert!(
-            daemon.plugins().is_empty(),
-            "{reference} changed the installed set"
-        );
+        daemon.assert_install_refused(reference, needle);
     };
 
     let untrusted = registry.reference("plugins/echo:untrusted");

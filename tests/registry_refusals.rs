@@ -23,39 +23,11 @@ fn daemon_for(registries: &[&str]) -> Daemon {
 
 /// `cairn plugin push … --insecure` with the daemon's `dev` key; returns the digest.
 fn push(daemon: &Daemon, wasm: &Path, reference: &str, extra: &[&str]) -> Result<String, String> {
-    let key = daemon.root().join("dev.key");
-    let mut args = vec![
-        "plugin",
-        "push",
-        wasm.to_str().unwrap(),
-        reference,
-        "--key",
-        key.to_str().unwrap(),
-        "--insecure",
-    ];
-    args.extend_from_slice(extra);
-    daemon
-        .cli_json(&args)
-        .map(|out| out["digest"].as_str().unwrap().to_string())
+    daemon.push(wasm, reference, "dev", extra)
 }
 
-/// Installs `reference`, expecting a refusal that mentions `needle`, and checks
-/// that nothing changed.
 fn assert_refused(daemon: &Daemon, reference: &str, needle: &str) -> String {
-    let before = daemon.plugins();
-    let err = daemon
-        .cli_json(&["plugin", "install", reference])
-        .expect_err(reference);
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "{reference}: expected `{needle}` in: {err}"
-    );
-    assert_eq!(
-        daemon.plugins(),
-        before,
-        "{reference} changed the installed set"
-    );
-    err
+    daemon.assert_install_refused(reference, needle)
 }
 
 fn credentials(address: &str, user: &str, password: &str) -> String {

@@ -245,6 +245,48 @@ impl Daemon {
         daemon
     }
 
+    /// `cairn plugin push FILE REF --key <root>/KEY.key --insecure EXTRA…`; the digest.
+    pub fn push(
+        &self,
+        wasm: &Path,
+        reference: &str,
+        key: &str,
+        extra: &[&str],
+    ) -> Result<String, String> {
+        let key = self.root().join(format!("{key}.key"));
+        let mut args = vec![
+            "plugin",
+            "push",
+            wasm.to_str().unwrap(),
+            reference,
+            "--key",
+            key.to_str().unwrap(),
+            "--insecure",
+        ];
+        args.extend_from_slice(extra);
+        self.cli_json(&args)
+            .map(|out| out["digest"].as_str().unwrap().to_string())
+    }
+
+    /// Installs `reference`, expecting a refusal that mentions `needle`
+    /// (case-insensitively) and no change to the installed set; the error text.
+    pub fn assert_install_refused(&self, reference: &str, needle: &str) -> String {
+        let before = self.plugins();
+        let err = self
+            .cli_json(&["plugin", "install", reference])
+            .expect_err(reference);
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{reference}: expected `{needle}` in: {err}"
+        );
+        assert_eq!(
+            self.plugins(),
+            before,
+            "{reference} changed the installed set"
+        );
+        err
+    }
+
     /// Replaces the registry credentials file (read when the daemon starts).
     pub fn set_registry_credentials(&self, text: &str) {
         write_owner_only(&self.root().join("credentials.toml"), text);
