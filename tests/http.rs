@@ -12,8 +12,16 @@ use harness::http::{get, request};
 use harness::{Daemon, Options, plugin_wasm, variant};
 
 fn http_daemon() -> (Daemon, String) {
+    http_daemon_with("")
+}
+
+/// A daemon whose `[listeners.http]` has test limits plus `extra` lines, with
+/// `http-hello` installed; and the listener's address.
+fn http_daemon_with(extra: &str) -> (Daemon, String) {
     let daemon = Daemon::start_with(Options {
-        extra_config: "[listeners.http]\naddress = \"127.0.0.1:0\"\nmax-body-size = \"64KiB\"\nmax-header-size = \"8KiB\"\nheader-timeout = \"1s\"\nrequest-timeout = \"10s\"\n".into(),
+        extra_config: format!(
+            "[listeners.http]\naddress = \"127.0.0.1:0\"\nmax-body-size = \"64KiB\"\nmax-header-size = \"8KiB\"\nheader-timeout = \"1s\"\nrequest-timeout = \"10s\"\n{extra}"
+        ),
         ..Options::default()
     });
     let mut address = None;
@@ -184,4 +192,36 @@ fn a_hot_swap_under_load_fails_no_request() {
     assert!(served.load(Ordering::SeqCst) > 10);
     let now = get(&address, "/hello").unwrap();
     assert!(now.text().contains("http-hello 0.2.0"), "{}", now.text());
+}
+
+#[test]
+fn serves_https_and_requires_client_certificates_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = harness::certs::make_certs(dir.path());
+    let (_daemon, address) = http_daemon_with(&format!(
+        "tls-cert-file = {:?}\ntls-key-file = {:?}\nclient-ca-file = {:?}\n",
+        certs.server_cert, certs.server_key, certs.ca
+    ));
+    let url = format!("https://{address}/hello");
+    let curl = |with_client_cert: bool| {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&certs.ca);
+        if with_client_cert {
+            command.arg("--cert").arg(&certs.client_cert);
+            command.arg("--key").arg(&certs.client_key);
+        }
+        command.arg(&url).output().unwrap()
+    };
+    let ok = curl(true);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("hello from http-hello"));
+    let refused = curl(false);
+    assert!(
+        !refused.status.success(),
+        "a client without a certificate got in: {refused:?}"
+    );
+    // Plain HTTP on the TLS port gets no answer from a plugin.
+    assert!(get(&address, "/hello").map_or(true, |reply| reply.status != 200));
 }

@@ -81,6 +81,12 @@ pub struct HttpListenerConfig {
         with = "crate::policy::serde_duration"
     )]
     pub request_timeout: Duration,
+    /// Serve HTTPS with this certificate chain (PEM)…
+    pub tls_cert_file: Option<PathBuf>,
+    /// …and this private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate issued by this CA (PEM).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 fn default_max_header_size() -> u64 {
@@ -232,7 +238,12 @@ impl DaemonConfig {
                 insecure: file.registry.insecure,
                 credentials: from_file(file.registry.credentials),
             },
-            http: file.listeners.http,
+            http: file.listeners.http.map(|mut http| {
+                http.tls_cert_file = from_file(http.tls_cert_file.take());
+                http.tls_key_file = from_file(http.tls_key_file.take());
+                http.client_ca_file = from_file(http.client_ca_file.take());
+                http
+            }),
             device_id: file.device_id.unwrap_or(defaults.device_id),
             mqtt: file
                 .mqtt

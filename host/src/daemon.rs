@@ -61,18 +61,29 @@ async fn start_http(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use crate::caps::http::listener::{self, ListenerSettings, Router};
     let to_usize = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX);
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            crate::caps::http::tls::acceptor(cert, key, config.client_ca_file.as_deref())
+                .context("[listeners.http] TLS")?,
+        ),
+        (None, None) if config.client_ca_file.is_none() => None,
+        _ => anyhow::bail!(
+            "[listeners.http]: TLS needs both tls-cert-file and tls-key-file (and client-ca-file only with them)"
+        ),
+    };
     let mut settings = ListenerSettings {
         address: config.address,
         max_header_bytes: to_usize(config.max_header_size),
         max_body_bytes: to_usize(config.max_body_size),
         header_timeout: config.header_timeout,
         request_timeout: config.request_timeout,
+        tls,
     };
     let socket = listener::bind(&settings)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.address))?;
     settings.address = socket.local_addr()?;
-    tracing::info!(address = %settings.address, "serving HTTP");
+    tracing::info!(address = %settings.address, tls = settings.tls.is_some(), "serving HTTP");
     let weak = Arc::downgrade(kernel);
     let router: Router = Arc::new(move |path| weak.upgrade()?.http_handler(path));
     Ok(tokio::spawn(listener::serve(socket, settings, router)))

@@ -2,6 +2,7 @@
 //! in a temporary directory and drives it through the real CLI.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod http;
 pub mod mosquitto;
 pub mod proxy;

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::certs::{Certs, make_certs};
+
 /// How clients authenticate to the broker.
 pub enum Auth {
     /// `allow_anonymous true`.
@@ -15,15 +17,6 @@ pub enum Auth {
     Password { user: String, password: String },
     /// TLS with `require_certificate true`; certificates made with `openssl`.
     MutualTls,
-}
-
-/// Certificates for the TLS listener and one client, all PEM.
-pub struct Certs {
-    pub ca: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
-    pub client_cert: PathBuf,
-    pub client_key: PathBuf,
 }
 
 /// A running broker; killed on drop.
@@ -49,7 +42,7 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-fn run(command: &mut Command) {
+pub(crate) fn run(command: &mut Command) {
     let out = command
         .output()
         .unwrap_or_else(|err| panic!("{command:?}: {err}"));
@@ -58,60 +51,6 @@ fn run(command: &mut Command) {
         "{command:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn make_certs(dir: &Path) -> Certs {
-    let path = |name: &str| dir.join(name);
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-days", "2", "-subj", "/CN=cairn test CA"])
-        .args(ec)
-        .arg("-keyout")
-        .arg(path("ca.key"))
-        .arg("-out")
-        .arg(path("ca.pem")));
-    for (name, cn, ext) in [
-        (
-            "server",
-            "127.0.0.1",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "cairn-client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(path(&format!("{name}.ext")), ext).unwrap();
-        run(Command::new("openssl")
-            .args(["req", "-subj", &format!("/CN={cn}")])
-            .args(ec)
-            .arg("-keyout")
-            .arg(path(&format!("{name}.key")))
-            .arg("-out")
-            .arg(path(&format!("{name}.csr"))));
-        run(Command::new("openssl")
-            .args(["x509", "-req", "-days", "2", "-set_serial", "7"])
-            .arg("-in")
-            .arg(path(&format!("{name}.csr")))
-            .arg("-CA")
-            .arg(path("ca.pem"))
-            .arg("-CAkey")
-            .arg(path("ca.key"))
-            .arg("-extfile")
-            .arg(path(&format!("{name}.ext")))
-            .arg("-out")
-            .arg(path(&format!("{name}.pem"))));
-    }
-    Certs {
-        ca: path("ca.pem"),
-        server_cert: path("server.pem"),
-        server_key: path("server.key"),
-        client_cert: path("client.pem"),
-        client_key: path("client.key"),
-    }
 }
 
 impl Mosquitto {

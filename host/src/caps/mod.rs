@@ -26,6 +26,7 @@ pub mod kv;
 pub mod log;
 pub mod metrics;
 pub mod mqtt;
+pub mod pem;
 pub mod plugins;
 pub mod system;
 pub mod timer;

@@ -97,12 +97,14 @@ impl HttpInstances {
     pub async fn handle(
         self: &Arc<Self>,
         request: http::Request<Full<Bytes>>,
+        https: bool,
     ) -> Result<http::Response<HyperOutgoingBody>, HttpFailure> {
         self.stats
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let answer = self.serve(request).await;
+        let scheme = if https { Scheme::Https } else { Scheme::Http };
+        let answer = self.serve(request, scheme).await;
         self.stats.latency.observe(started.elapsed());
         answer
     }
@@ -110,6 +112,7 @@ impl HttpInstances {
     async fn serve(
         self: &Arc<Self>,
         request: http::Request<Full<Bytes>>,
+        scheme: Scheme,
     ) -> Result<http::Response<HyperOutgoingBody>, HttpFailure> {
         let Idle {
             mut store,
@@ -122,7 +125,7 @@ impl HttpInstances {
         let (sender, receiver) = oneshot::channel();
         let prepared: wasmtime::Result<_> = (|| {
             let mut http = store.data_mut().http();
-            let request = http.new_incoming_request(Scheme::Http, request)?;
+            let request = http.new_incoming_request(scheme, request)?;
             let outparam = http.new_response_outparam(sender)?;
             Ok((request, outparam))
         })();

@@ -17,7 +17,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::runtime::http_instances::{HttpFailure, HttpInstances};
 
 /// Limits of one listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ListenerSettings {
     pub address: SocketAddr,
     /// Largest request head (request line and headers) accepted.
@@ -28,6 +28,8 @@ pub struct ListenerSettings {
     pub header_timeout: Duration,
     /// Time allowed from the end of the head to the response head.
     pub request_timeout: Duration,
+    /// TLS (and, with a client CA, mutual TLS); plain HTTP when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Finds the handler of a request path: `(plugin, instances)`.
@@ -56,25 +58,50 @@ pub async fn serve(listener: TcpListener, settings: ListenerSettings, router: Ro
         let settings = settings.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let (header_timeout, max_buf) =
-                (settings.header_timeout, settings.max_header_bytes.max(8192));
-            let service = hyper::service::service_fn(move |request| {
-                let settings = settings.clone();
-                let router = router.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(respond(request, &settings, &router).await)
+            match settings.tls.clone() {
+                None => serve_connection(TokioIo::new(stream), settings, router, peer, false).await,
+                Some(acceptor) => {
+                    // The handshake gets the same bound as the request head.
+                    let handshake =
+                        tokio::time::timeout(settings.header_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => {
+                            serve_connection(TokioIo::new(tls), settings, router, peer, true).await
+                        }
+                        Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(max_buf)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(err) = served {
-                tracing::debug!(%peer, "HTTP connection ended: {err}");
             }
         });
+    }
+}
+
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    settings: Arc<ListenerSettings>,
+    router: Router,
+    peer: SocketAddr,
+    https: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (header_timeout, max_buf) = (settings.header_timeout, settings.max_header_bytes.max(8192));
+    let service = hyper::service::service_fn(move |request| {
+        let settings = settings.clone();
+        let router = router.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(respond(request, &settings, &router, https).await)
+        }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_buf)
+        .serve_connection(io, service)
+        .await;
+    if let Err(err) = served {
+        tracing::debug!(%peer, "HTTP connection ended: {err}");
     }
 }
 
@@ -82,6 +109,7 @@ async fn respond(
     request: Request<Incoming>,
     settings: &ListenerSettings,
     router: &Router,
+    https: bool,
 ) -> Response<HyperOutgoingBody> {
     let path = request.uri().path().to_string();
     let Some((plugin, instances)) = router(&path) else {
@@ -118,7 +146,7 @@ async fn respond(
         parts.headers.insert(header::HOST, host);
     }
     let request = Request::from_parts(parts, Full::new(body));
-    match tokio::time::timeout(settings.request_timeout, instances.handle(request)).await {
+    match tokio::time::timeout(settings.request_timeout, instances.handle(request, https)).await {
         Ok(Ok(response)) => response,
         Ok(Err(failure)) => {
             tracing::warn!(%plugin, %path, "HTTP request failed: {failure}");

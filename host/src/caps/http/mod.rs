@@ -6,6 +6,7 @@
 
 pub mod listener;
 mod routes;
+pub mod tls;
 
 use serde::Deserialize;
 use wasmtime::component::Linker;

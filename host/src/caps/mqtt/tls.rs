@@ -1,15 +1,13 @@
 //! TLS for `mqtts://` brokers: rustls with the configured CA (or the system
 //! roots) and, for mutual TLS, a client certificate.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use rumqttc::tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::BrokerConfig;
+use crate::caps::pem::{read_certs, read_key};
 
 /// The rustls client configuration for one broker.
 pub fn client_config(config: &BrokerConfig) -> anyhow::Result<ClientConfig> {
@@ -41,22 +39,12 @@ pub fn client_config(config: &BrokerConfig) -> anyhow::Result<ClientConfig> {
     match &config.client_auth {
         Some((cert_file, key_file)) => {
             let certs = read_certs(cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(key_file)
-                .map_err(|err| anyhow!("key-file {}: {err}", key_file.display()))?;
+            let key =
+                read_key(key_file).with_context(|| format!("key-file {}", key_file.display()))?;
             builder
                 .with_client_auth_cert(certs, key)
                 .with_context(|| format!("cert-file {}", cert_file.display()))
         }
         None => Ok(builder.with_no_client_auth()),
     }
-}
-
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| anyhow!("{}: {err}", path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("{}: no PEM certificate in it", path.display());
-    }
-    Ok(certs)
 }
