@@ -159,3 +159,30 @@ fn kv_is_private_to_each_plugin_and_durable() {
     assert_eq!(daemon.call("counter", "get", "null").unwrap()["count"], 5);
     assert_eq!(daemon.call("versioned", "get", "null").unwrap()["count"], 1);
 }
+
+#[test]
+fn device_placeholder_in_event_grants_means_this_device() {
+    let daemon = Daemon::start_with(harness::Options {
+        device_id: Some("pump-7".into()),
+        ..harness::Options::default()
+    });
+    let policy = std::fs::read_to_string(harness::workspace().join("policies/echo.toml"))
+        .unwrap()
+        .replace(
+            "publish = [\"echo/#\"]",
+            "publish = [\"echo/#\", \"devices/{device}/status\"]",
+        );
+    assert!(policy.contains("devices/{device}/status"));
+    daemon.write_policy("echo", &policy);
+    daemon.install(&plugin_wasm("echo")).unwrap();
+    let publish = |topic: &str| {
+        daemon.call(
+            "echo",
+            "publish",
+            &format!(r#"{{"topic":"{topic}","payload":1}}"#),
+        )
+    };
+    publish("devices/pump-7/status").expect("this device's topic is granted");
+    let err = publish("devices/pump-8/status").unwrap_err();
+    assert!(err.contains("outside the grant"), "{err}");
+}

@@ -98,7 +98,12 @@ impl wit::Host for InstanceState {
             )));
         }
         let grant = self.events_grant()?;
-        if !grant.publish.iter().any(|allowed| allowed.matches(&topic)) {
+        let device = &self.hub.device_id;
+        if !grant
+            .publish
+            .iter()
+            .any(|allowed| allowed.resolve(device).matches(&topic))
+        {
             return Err(super::deny(
                 self,
                 Events::NAME,
@@ -110,13 +115,15 @@ impl wit::Host for InstanceState {
     }
 
     async fn subscribe(&mut self, pattern: String) -> Result<(), CapError> {
+        let device = self.hub.device_id.clone();
         let parsed = TopicPattern::parse(&pattern)
-            .map_err(|err| CapError::Invalid(format!("pattern `{pattern}`: {err}")))?;
+            .map_err(|err| CapError::Invalid(format!("pattern `{pattern}`: {err}")))?
+            .resolve(&device);
         let grant = self.events_grant()?;
         if !grant
             .subscribe
             .iter()
-            .any(|allowed| allowed.covers(&parsed))
+            .any(|allowed| allowed.resolve(&device).covers(&parsed))
         {
             return Err(super::deny(
                 self,
