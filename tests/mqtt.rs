@@ -427,6 +427,12 @@ fn the_host_reconnects_and_subscriptions_resume_after_a_broker_restart() {
     subscribe(&daemon, "probe/in/#", 1).unwrap();
     assert!(delivered(&daemon, &broker, "probe/in/a", "before", None));
 
+    let connected = |daemon: &Daemon| {
+        let metrics = String::from_utf8_lossy(&daemon.cli(&["metrics"]).stdout).to_string();
+        metrics.contains("cairn_mqtt_connected{broker=\"local\"} 1")
+    };
+    assert!(connected(&daemon), "the metric says connected");
+
     broker.stop();
     assert!(
         daemon.eventually(WAIT, || publish(&daemon, "probe/out/x", "x", 0)
@@ -434,8 +440,10 @@ fn the_host_reconnects_and_subscriptions_resume_after_a_broker_restart() {
         "{}",
         daemon.daemon_log()
     );
+    assert!(!connected(&daemon), "the metric says disconnected");
     broker.restart();
     wait_connected(&daemon, 2);
+    assert!(connected(&daemon));
     // mosquitto runs without persistence: only the host's re-subscription
     // can make this arrive.
     assert!(

@@ -127,6 +127,7 @@ impl Kernel {
                 sum = reading.sum_seconds
             );
         }
+        self.env.hub.mqtt.render_metrics(&mut out);
         self.env.hub.metrics.render(&mut out);
         out
     }

@@ -93,6 +93,27 @@ impl Brokers {
     }
 
     /// The broker configured under `name`.
+    /// Writes `cairn_mqtt_connected{broker}` (1 or 0) for every configured broker.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if self.brokers.is_empty() {
+            return;
+        }
+        let name = "cairn_mqtt_connected";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Whether the broker connection is up.\n# TYPE {name} gauge"
+        );
+        for (broker, connection) in &self.brokers {
+            let _ = writeln!(
+                out,
+                "{name}{{broker=\"{}\"}} {}",
+                crate::caps::metrics::escape(broker),
+                u8::from(connection.is_connected())
+            );
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Broker>> {
         self.brokers.get(name)
     }
