@@ -62,6 +62,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (metrics::Metrics::NAME, metrics::Metrics::INTERFACE),
     (mqtt::Mqtt::NAME, mqtt::Mqtt::INTERFACE),
     (http::HttpServer::NAME, http::HttpServer::INTERFACE),
+    (http::HttpClient::NAME, http::HttpClient::INTERFACE),
 ];
 
 /// A plugin's validated grants; `None` means denied.
@@ -77,6 +78,7 @@ pub struct Grants {
     pub metrics: Option<metrics::MetricsGrant>,
     pub mqtt: Option<mqtt::MqttGrant>,
     pub http_server: Option<http::HttpServerGrant>,
+    pub http_client: Option<http::HttpClientGrant>,
 }
 
 impl Grants {
@@ -109,6 +111,7 @@ impl Grants {
             metrics: parse::<metrics::Metrics>(policy)?,
             mqtt: parse::<mqtt::Mqtt>(policy)?,
             http_server: parse::<http::HttpServer>(policy)?,
+            http_client: parse::<http::HttpClient>(policy)?,
         })
     }
 
@@ -125,6 +128,7 @@ impl Grants {
             self.metrics.is_some(),
             self.mqtt.is_some(),
             self.http_server.is_some(),
+            self.http_client.is_some(),
         ];
         CAPABILITIES
             .iter()
@@ -249,6 +253,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     metrics::Metrics::add_to_linker(&mut linker)?;
     mqtt::Mqtt::add_to_linker(&mut linker)?;
     http::HttpServer::add_to_linker(&mut linker)?;
+    http::HttpClient::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -14,7 +14,7 @@ const BASELINE: &[&str] = &[
     "wasi:cli/",
     "wasi:filesystem/",
     // The request and response types alone reach nothing: serving needs
-    // [grants.http-server], sending needs outgoing-handler.
+    // [grants.http-server], sending needs outgoing-handler ([grants.http-client]).
     "wasi:http/types",
 ];
 

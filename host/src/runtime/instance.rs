@@ -53,7 +53,8 @@ impl InstanceState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let egress = crate::caps::http::Egress::for_plugin(identity.name.clone());
+        let egress =
+            crate::caps::http::Egress::new(identity.name.clone(), grants.clone(), hub.clone());
         InstanceState {
             identity,
             grants,

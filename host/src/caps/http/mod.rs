@@ -1,9 +1,8 @@
 //! `wasi:http`: serving HTTP requests on path prefixes the policy grants
-//! (`[grants.http-server]`), through the host's listener (see [`listener`]).
-//!
-//! Outgoing requests are refused with `HTTP-request-denied` until egress policy
-//! exists: the default `wasi:http` hooks would send anything anywhere.
+//! (`[grants.http-server]`), through the host's listener (see [`listener`]),
+//! and sending them to the URLs it allows (`[grants.http-client]`, see [`egress`]).
 
+pub mod egress;
 pub mod listener;
 mod routes;
 pub mod tls;
@@ -14,6 +13,7 @@ use wasmtime::component::Linker;
 use super::Capability;
 use crate::runtime::InstanceState;
 
+pub use egress::{Egress, HttpClient, HttpClientGrant};
 pub use routes::{Route, RouteTable};
 
 /// Serving HTTP: the plugin exports `wasi:http/incoming-handler`.
@@ -44,38 +44,5 @@ impl Capability for HttpServer {
 
     fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
-    }
-}
-
-/// The `wasi:http` hooks of every instance: no outgoing request leaves the host.
-pub struct Egress {
-    plugin: std::sync::Arc<str>,
-}
-
-impl Egress {
-    pub fn for_plugin(plugin: std::sync::Arc<str>) -> Egress {
-        Egress { plugin }
-    }
-}
-
-impl wasmtime_wasi_http::WasiHttpHooks for Egress {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        tracing::warn!(target: "cairn::audit", plugin = %self.plugin, capability = "http-client", uri = %request.uri(), "denied: outgoing HTTP is not granted");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
