@@ -24,27 +24,10 @@ fn http_daemon_with(extra: &str) -> (Daemon, String) {
         ),
         ..Options::default()
     });
-    let mut address = None;
-    daemon.eventually(Duration::from_secs(10), || {
-        address = listening_address(&daemon.daemon_log());
-        address.is_some()
-    });
-    let address = address.expect("the daemon reports its HTTP address");
+    let address = daemon.http_address();
     let hello = daemon.signed_copy(&plugin_wasm("http_hello"), "dev");
     daemon.install(&hello).expect("install http-hello");
     (daemon, address)
-}
-
-/// `127.0.0.1:PORT` from the `serving HTTP address=…` log line.
-fn listening_address(log: &str) -> Option<String> {
-    let line = log.lines().find(|line| line.contains("serving HTTP"))?;
-    let at = line.find("address=")? + "address=".len();
-    Some(
-        line[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect(),
-    )
 }
 
 #[test]

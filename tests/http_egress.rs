@@ -41,11 +41,17 @@ impl Upstream {
                         _ => break,
                     }
                 }
-                record
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).into_owned());
-                let body = "hello from upstream";
+                let head = String::from_utf8_lossy(&head).into_owned();
+                record.lock().unwrap().push(head.clone());
+                if head.starts_with("GET /slow ") {
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                let big = "x".repeat(64 * 1024);
+                let body = if head.starts_with("GET /big ") {
+                    big.as_str()
+                } else {
+                    "hello from upstream"
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -70,12 +76,7 @@ fn daemon_with(grant: Option<&str>) -> (Daemon, String, Result<serde_json::Value
             .into(),
         ..Options::default()
     });
-    let mut address = None;
-    daemon.eventually(Duration::from_secs(10), || {
-        address = listening_address(&daemon.daemon_log());
-        address.is_some()
-    });
-    let address = address.expect("the daemon reports its HTTP address");
+    let address = daemon.http_address();
     let client = grant
         .map(|table| format!("[grants.http-client]\n{table}\n"))
         .unwrap_or_default();
@@ -93,18 +94,6 @@ fn fetch_daemon(grant: &str) -> (Daemon, String) {
     let (daemon, address, installed) = daemon_with(Some(grant));
     installed.expect("install http-fetch");
     (daemon, address)
-}
-
-/// `127.0.0.1:PORT` from the `serving HTTP address=…` log line.
-fn listening_address(log: &str) -> Option<String> {
-    let line = log.lines().find(|line| line.contains("serving HTTP"))?;
-    let at = line.find("address=")? + "address=".len();
-    Some(
-        line[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect(),
-    )
 }
 
 /// Asks the plugin to GET `url`; returns the plugin's answer text.
@@ -239,4 +228,19 @@ fn importing_outgoing_handler_needs_the_grant() {
     assert!(err.contains("wasi:http/outgoing-handler"), "{err}");
     assert!(err.contains("[grants.http-client]"), "{err}");
     assert!(daemon.plugins().is_empty());
+}
+
+#[test]
+fn response_size_and_time_limits_hold() {
+    let upstream = Upstream::start();
+    let (_daemon, address) = fetch_daemon(&format!(
+        "allow = [\"http://127.0.0.1:{}\"]\nallow-private = [\"127.0.0.1/32\"]\nmax-response-size = \"1KiB\"\ntimeout = \"1s\"",
+        upstream.port
+    ));
+    let base = format!("http://127.0.0.1:{}", upstream.port);
+    assert!(fetch(&address, &format!("{base}/")).contains("hello from upstream"));
+    let big = fetch(&address, &format!("{base}/big"));
+    assert!(big.contains("HttpResponseBodySize"), "{big}");
+    let slow = fetch(&address, &format!("{base}/slow"));
+    assert!(slow.contains("Timeout"), "{slow}");
 }

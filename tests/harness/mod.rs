@@ -288,6 +288,28 @@ impl Daemon {
         err
     }
 
+    /// `127.0.0.1:PORT` of the HTTP listener, from the `serving HTTP address=…` log line.
+    pub fn http_address(&self) -> String {
+        let mut address = None;
+        self.eventually(Duration::from_secs(10), || {
+            let log = self.daemon_log();
+            address = log
+                .lines()
+                .find(|line| line.contains("serving HTTP"))
+                .and_then(|line| {
+                    line.split_once("address=")
+                        .map(|(_, rest)| rest.to_string())
+                })
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect()
+                });
+            address.is_some()
+        });
+        address.expect("the daemon reports its HTTP address")
+    }
+
     /// Replaces the registry credentials file (read when the daemon starts).
     pub fn set_registry_credentials(&self, text: &str) {
         write_owner_only(&self.root().join("credentials.toml"), text);
