@@ -208,3 +208,19 @@ fn serves_https_and_requires_client_certificates_when_configured() {
     // Plain HTTP on the TLS port gets no answer from a plugin.
     assert!(get(&address, "/hello").map_or(true, |reply| reply.status != 200));
 }
+
+#[test]
+fn a_new_release_whose_handler_keeps_faulting_is_rolled_back() {
+    let (daemon, address) = http_daemon();
+    let v2 = daemon.signed_copy(&variant("http-hello", "0.2.0", "ok"), "dev");
+    daemon.install(&v2).expect("swap to 0.2.0");
+    assert!(get(&address, "/hello").unwrap().text().contains("0.2.0"));
+    // Faults within the soak window (policy default: 3 in 30 s) roll the swap back.
+    for _ in 0..3 {
+        assert_eq!(get(&address, "/hello/trap").unwrap().status, 500);
+    }
+    let rolled_back = daemon.eventually(Duration::from_secs(10), || {
+        get(&address, "/hello").is_ok_and(|reply| reply.text().contains("http-hello 0.1.0"))
+    });
+    assert!(rolled_back, "{}", daemon.daemon_log());
+}
