@@ -244,3 +244,51 @@ fn response_size_and_time_limits_hold() {
     let slow = fetch(&address, &format!("{base}/slow"));
     assert!(slow.contains("Timeout"), "{slow}");
 }
+
+#[test]
+fn https_is_verified_against_the_public_roots_and_the_grants_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = harness::certs::make_certs(dir.path());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+        ])
+        .arg(&certs.server_cert)
+        .arg("-key")
+        .arg(&certs.server_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://127.0.0.1:{port}/");
+    let grant =
+        format!("allow = [\"https://127.0.0.1:{port}\"]\nallow-private = [\"127.0.0.1/32\"]");
+
+    // A private CA is not among the public roots: the handshake fails.
+    let (_daemon, address) = fetch_daemon(&grant);
+    let untrusted = fetch(&address, &url);
+    assert!(untrusted.starts_with("error "), "{untrusted}");
+
+    let (_daemon, address) = fetch_daemon(&format!("{grant}\nca-file = {:?}", certs.ca));
+    let trusted = fetch(&address, &url);
+    assert!(trusted.starts_with("status 200"), "{trusted}");
+    let _ = server.kill();
+    let _ = server.wait();
+}

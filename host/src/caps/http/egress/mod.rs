@@ -43,6 +43,12 @@ pub struct HttpClientGrant {
         deserialize_with = "crate::policy::serde_duration::deserialize"
     )]
     pub timeout: Duration,
+    /// A CA (PEM, absolute path) trusted for `https://` beside the public roots,
+    /// for services with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The TLS client configuration with `ca_file`, built on first use.
+    #[serde(skip)]
+    pub(crate) tls: std::sync::OnceLock<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 fn default_timeout() -> Duration {
@@ -67,6 +73,15 @@ impl Capability for HttpClient {
         }
         if grant.timeout > Duration::from_secs(3600) {
             return Err("timeout must be at most 1h".into());
+        }
+        if let Some(path) = &grant.ca_file {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "ca-file {} must be an absolute path",
+                    path.display()
+                ));
+            }
+            crate::caps::pem::read_certs(path).map_err(|err| format!("ca-file: {err:#}"))?;
         }
         Ok(())
     }

@@ -133,7 +133,7 @@ async fn send(
 
     let stream = tokio::time::timeout(
         connect_timeout,
-        connect(&addresses, &host, scheme == "https"),
+        connect(&addresses, &host, (scheme == "https").then_some(grant)),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
@@ -237,10 +237,12 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// Connects to the first of the (checked) addresses that answers, with TLS
 /// for `https` verified against `host`.
+/// Connects to the first reachable address; over TLS (with the grant's trust) when
+/// `tls` is given.
 async fn connect(
     addresses: &[SocketAddr],
     host: &str,
-    tls: bool,
+    tls: Option<&HttpClientGrant>,
 ) -> Result<Box<dyn Stream>, Error> {
     let mut last = None;
     let mut tcp = None;
@@ -258,36 +260,53 @@ async fn connect(
         (None, Some(err)) => return Err(Error::Connect(err)),
         (None, None) => return Err(Error::DestinationNotFound),
     };
-    if !tls {
+    let Some(grant) = tls else {
         return Ok(Box::new(tcp));
-    }
+    };
     let name = ServerName::try_from(host)
         .map(|name| name.to_owned())
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let connector = tokio_rustls::TlsConnector::from(tls_config()?);
+    let connector = tokio_rustls::TlsConnector::from(tls_config(grant)?);
     let stream = connector.connect(name, tcp).await.map_err(Error::Tls)?;
     Ok(Box::new(stream))
 }
 
-/// One client configuration for the daemon: the Mozilla roots (webpki-roots),
-/// so devices need no system CA store.
-fn tls_config() -> Result<Arc<ClientConfig>, Error> {
-    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let roots = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|builder| {
-                    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
-                })
-                .map_err(|err| format!("TLS setup: {err}"))
-        })
-        .clone()
-        .map_err(|err| Error::InternalError(Some(err)))
+/// The Mozilla roots (webpki-roots, so devices need no system CA store), plus the
+/// grant's `ca-file` when it has one. Built once per daemon, and once per grant
+/// with a CA.
+fn tls_config(grant: &HttpClientGrant) -> Result<Arc<ClientConfig>, Error> {
+    static PUBLIC: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let Some(ca_file) = &grant.ca_file else {
+        return PUBLIC
+            .get_or_init(|| client_config(None))
+            .clone()
+            .map_err(|err| Error::InternalError(Some(err)));
+    };
+    if let Some(config) = grant.tls.get() {
+        return Ok(config.clone());
+    }
+    let config = client_config(Some(ca_file)).map_err(|err| Error::InternalError(Some(err)))?;
+    Ok(grant.tls.get_or_init(|| config).clone())
+}
+
+fn client_config(ca_file: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    if let Some(path) = ca_file {
+        let certs =
+            crate::caps::pem::read_certs(path).map_err(|err| format!("ca-file: {err:#}"))?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|err| format!("ca-file {}: {err}", path.display()))?;
+        }
+    }
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+        .map_err(|err| format!("TLS setup: {err}"))
 }
 
 /// The response body as the guest reads it: bounded in size and in the time
