@@ -224,3 +224,48 @@ fn a_new_release_whose_handler_keeps_faulting_is_rolled_back() {
     });
     assert!(rolled_back, "{}", daemon.daemon_log());
 }
+
+#[test]
+fn a_component_without_an_identity_installs_under_the_name_it_is_given() {
+    let (mut daemon, address) = http_daemon();
+    daemon
+        .cli_json(&["plugin", "remove", "http-hello"])
+        .unwrap();
+    let anonymous = daemon.signed_copy(&variant("http-hello", "0.1.0", "anonymous"), "dev");
+    let path = anonymous.to_str().unwrap();
+    let err = daemon.cli_json(&["plugin", "install", path]).unwrap_err();
+    assert!(err.contains("--name"), "{err}");
+
+    let installed = daemon
+        .cli_json(&[
+            "plugin",
+            "install",
+            path,
+            "--name",
+            "http-hello",
+            "--version",
+            "1.2.0",
+        ])
+        .expect("install as http-hello 1.2.0");
+    assert_eq!(installed["version"], "1.2.0");
+    assert_eq!(get(&address, "/hello").unwrap().status, 200);
+    // The recorded identity brings it back after a restart.
+    daemon.restart();
+    let address = daemon.http_address();
+    assert_eq!(get(&address, "/hello").unwrap().status, 200);
+
+    // A component that names itself cannot be installed as something else.
+    let named = daemon.signed_copy(&plugin_wasm("http_hello"), "dev");
+    let err = daemon
+        .cli_json(&[
+            "plugin",
+            "install",
+            named.to_str().unwrap(),
+            "--name",
+            "other",
+            "--version",
+            "9.0.0",
+        ])
+        .unwrap_err();
+    assert!(err.contains("says it is http-hello"), "{err}");
+}

@@ -89,6 +89,7 @@ impl Setup {
         self.kernel
             .install(
                 InstallSource::Bytes {
+                    identity: None,
                     bytes,
                     signature: Some(signature),
                 },

@@ -155,9 +155,25 @@ impl AdminApi for AdminService {
                     format!("component is not valid base64: {err}"),
                 )
             })?;
+        let identity = match (req.name, req.version) {
+            (Some(name), Some(version)) => {
+                let version = semver::Version::parse(&version).map_err(|err| {
+                    AdminError::new(ErrorCode::Invalid, format!("version `{version}`: {err}"))
+                })?;
+                Some((name, version))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(AdminError::new(
+                    ErrorCode::Invalid,
+                    "give both a name and a version, or neither",
+                ));
+            }
+        };
         let source = InstallSource::Bytes {
             bytes,
             signature: req.signature,
+            identity,
         };
         self.kernel
             .install(source, req.force, &|_| Ok(()), &*progress)

@@ -288,13 +288,15 @@ impl Daemon {
         err
     }
 
-    /// `127.0.0.1:PORT` of the HTTP listener, from the `serving HTTP address=…` log line.
+    /// `127.0.0.1:PORT` of the HTTP listener, from the latest `serving HTTP
+    /// address=…` log line (the log is appended to across restarts).
     pub fn http_address(&self) -> String {
         let mut address = None;
         self.eventually(Duration::from_secs(10), || {
             let log = self.daemon_log();
             address = log
                 .lines()
+                .rev()
                 .find(|line| line.contains("serving HTTP"))
                 .and_then(|line| {
                     line.split_once("address=")

@@ -120,6 +120,11 @@ pub struct InstallRequest {
     pub signature: Option<String>,
     /// Allow a downgrade.
     pub force: bool,
+    /// Name and version to install a component as when it does not carry its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A request on the admin socket: one JSON object per line.

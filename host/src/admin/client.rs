@@ -302,6 +302,8 @@ mod tests {
             component_b64: "A".repeat(MAX_REQUEST_LINE),
             signature: None,
             force: false,
+            name: None,
+            version: None,
         });
         let error = client.request(&install).await.unwrap_err();
         assert_eq!(error.code, ErrorCode::Invalid);

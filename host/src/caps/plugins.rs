@@ -79,6 +79,7 @@ impl wit::Host for InstanceState {
         let source = match source {
             Source::Cached(digest) => InstallSource::Cached(digest),
             Source::Bytes((bytes, signature)) => InstallSource::Bytes {
+                identity: None,
                 bytes,
                 signature: Some(signature).filter(|sig| !sig.is_empty()),
             },

@@ -50,6 +50,13 @@ pub struct InstallArgs {
     /// Allow installing a lower version than the one running
     #[arg(long)]
     pub force: bool,
+    /// Install a component that carries no name and version of its own (a plain
+    /// wasi:http component, say) under this name; needs --version
+    #[arg(long, requires = "version")]
+    pub name: Option<String>,
+    /// The version to install such a component as; needs --name
+    #[arg(long, requires = "name")]
+    pub version: Option<String>,
 }
 
 /// Arguments of `cairn plugin sign`.
@@ -111,6 +118,8 @@ pub(crate) async fn install(
         component_b64: base64::engine::general_purpose::STANDARD.encode(&component),
         signature,
         force: args.force,
+        name: args.name.clone(),
+        version: args.version.clone(),
     });
     let value = ask_showing_progress(socket, &request, quiet).await?;
     let plugin: PluginSummary = decode(&value)?;

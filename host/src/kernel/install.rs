@@ -22,10 +22,13 @@ use crate::supply::oci::{SignatureLayer, plugin_annotations, verify_signatures};
 
 /// Where the component to install comes from.
 pub enum InstallSource {
-    /// Bytes supplied by the caller, with their detached signature.
+    /// Bytes supplied by the caller, with their detached signature, and the name
+    /// and version to install them as when the component does not carry its own
+    /// (a standard `wasi:http` component, say).
     Bytes {
         bytes: Vec<u8>,
         signature: Option<String>,
+        identity: Option<(String, Version)>,
     },
     /// A component already in the blob store, by `sha256:` digest.
     Cached(String),
@@ -57,8 +60,16 @@ impl Kernel {
         authorize: &(dyn Fn(&str) -> Result<(), String> + Sync),
         progress: &Reporter<'_>,
     ) -> Result<PluginView, KernelError> {
+        let mut claimed = None;
         let (bytes, provenance) = match source {
-            InstallSource::Bytes { bytes, signature } => (bytes, Provenance::Detached(signature)),
+            InstallSource::Bytes {
+                bytes,
+                signature,
+                identity,
+            } => {
+                claimed = identity;
+                (bytes, Provenance::Detached(signature))
+            }
             InstallSource::Cached(digest) => {
                 let digest = Digest::parse(&digest)
                     .map_err(|err| KernelError::Invalid(format!("`{digest}`: {err}")))?;
@@ -70,7 +81,7 @@ impl Kernel {
             InstallSource::Oci(reference) => self.fetch(&reference, progress).await?,
         };
         progress(Progress::entering(Phase::Verify));
-        let vetted = self.vet(&bytes, provenance)?;
+        let vetted = self.vet(&bytes, provenance, claimed)?;
         authorize(&vetted.name).map_err(KernelError::Denied)?;
         let _change = self.changes.lock().await;
         let current = self.installed_snapshot().plugins.get(&vetted.name).cloned();
@@ -141,14 +152,35 @@ impl Kernel {
             .ok_or_else(|| KernelError::internal("installed plugin vanished"))
     }
 
-    /// Every check that can refuse a component, without side effects.
-    pub(super) fn vet(&self, bytes: &[u8], provenance: Provenance) -> Result<Vetted, KernelError> {
+    /// Every check that can refuse a component, without side effects. `claimed` is
+    /// the name and version the caller installs it as; a component that carries
+    /// its own must agree with it.
+    pub(super) fn vet(
+        &self,
+        bytes: &[u8],
+        provenance: Provenance,
+        claimed: Option<(String, Version)>,
+    ) -> Result<Vetted, KernelError> {
         let info =
             component::inspect(bytes).map_err(|err| KernelError::Invalid(err.to_string()))?;
-        let Some((name, version)) = info.identity() else {
-            return Err(KernelError::Invalid(
-                "the component carries no plugin name and version (a `cairn-plugin` custom section): build it with cairn-sdk's export_plugin! macro".into(),
-            ));
+        let (name, version) = match (info.identity(), claimed) {
+            (Some(own), Some(claim)) if own != claim => {
+                return Err(KernelError::Invalid(format!(
+                    "the component says it is {} {}, not {} {}",
+                    own.0, own.1, claim.0, claim.1
+                )));
+            }
+            (Some(own), _) => own,
+            (None, Some(claim)) => {
+                crate::policy::validate_plugin_name(&claim.0)
+                    .map_err(|err| KernelError::Invalid(format!("name `{}`: {err}", claim.0)))?;
+                claim
+            }
+            (None, None) => {
+                return Err(KernelError::Invalid(
+                    "the component carries no plugin name and version (a `cairn-plugin` custom section): build it with cairn-sdk's export_plugin! macro, or install it with --name and --version".into(),
+                ));
+            }
         };
         let policy = Policy::load_for(&self.config.policy_dir, &name)
             .map_err(|err| KernelError::Policy(err.to_string()))?;
@@ -300,7 +332,8 @@ impl Kernel {
             .map_err(|err| KernelError::NotFound(format!("{name} {}: {err}", release.version)))?;
         let provenance =
             self.recorded_provenance(release.signature.clone(), release.origin.as_ref());
-        let vetted = self.vet(&bytes, provenance)?;
+        let claimed = Some((name.to_string(), release.version.clone()));
+        let vetted = self.vet(&bytes, provenance, claimed)?;
         if vetted.name != name {
             return Err(KernelError::Invalid(format!(
                 "the stored component of `{name}` names itself `{}`",
