@@ -14,11 +14,10 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::caps::http::{Route, RouteTable};
+use crate::caps::http::RouteTable;
 use crate::caps::{self, Hub};
 use crate::runtime::cache::CompiledCache;
 use crate::runtime::engine::{self, Allocator, EngineSettings};
-use crate::runtime::http_instances::HttpInstances;
 use crate::runtime::{CallError, Release, RuntimeEnv};
 use crate::state::blobs::BlobStore;
 use crate::state::journal::{InstalledSet, Journal, PluginRecord};
@@ -32,6 +31,7 @@ mod install;
 mod lifecycle;
 mod metrics;
 mod registry;
+mod routes;
 mod swap;
 
 pub use error::KernelError;
@@ -88,6 +88,8 @@ pub struct Kernel {
     /// The last committed journal contents.
     installed: Mutex<InstalledSet>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    /// The HTTP route table, with the fingerprint of the releases it was built from.
+    route_cache: Mutex<Option<(u64, Arc<RouteTable>)>>,
     /// Why a journaled plugin is not running (boot failures).
     failures: Mutex<BTreeMap<String, String>>,
     /// Serialises every change to what is installed.
@@ -142,6 +144,7 @@ impl Kernel {
             journal,
             installed: Mutex::new(installed),
             slots: RwLock::default(),
+            route_cache: Mutex::default(),
             failures: Mutex::default(),
             changes: tokio::sync::Mutex::new(()),
             started: Instant::now(),
@@ -264,40 +267,6 @@ impl Kernel {
         }
         // After the plugins, whose shutdown may still publish.
         self.env.hub.mqtt.disconnect(Duration::from_secs(2)).await;
-    }
-
-    /// The HTTP routes of the running plugins.
-    pub fn http_routes(&self) -> RouteTable {
-        let Ok(slots) = self.slots.read() else {
-            return RouteTable::default();
-        };
-        let routes = slots
-            .iter()
-            .filter_map(|(name, slot)| {
-                let release = slot.active.load();
-                release.http.as_ref()?;
-                let grant = release.grants.http_server.as_ref()?;
-                let routes: Vec<Route> = grant
-                    .routes
-                    .iter()
-                    .map(|prefix| Route {
-                        prefix: prefix.clone(),
-                        plugin: name.clone(),
-                    })
-                    .collect();
-                Some(routes)
-            })
-            .flatten()
-            .collect();
-        RouteTable::new(routes)
-    }
-
-    /// The plugin serving HTTP requests for `path`, and its instances.
-    pub fn http_handler(&self, path: &str) -> Option<(String, Arc<HttpInstances>)> {
-        let plugin = self.http_routes().find(path)?.plugin.clone();
-        let release = self.slot(&plugin)?.active.load_full();
-        let instances = release.http.clone()?;
-        Some((plugin, instances))
     }
 
     fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {
