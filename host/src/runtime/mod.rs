@@ -10,6 +10,7 @@ mod guest_output;
 pub mod http_instances;
 pub mod instance;
 pub mod latency;
+mod live;
 pub mod release;
 
 pub use fault::{CallError, Fault, FaultKind, StartError};
