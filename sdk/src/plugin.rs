@@ -87,6 +87,13 @@ impl Config {
         Config { json: json.into() }
     }
 
+    /// The configuration as the host hands it to every instance through the
+    /// `CAIRN_CONFIG` environment variable: how code that runs without `init`
+    /// (a `wasi:http` handler, say) reads it. `{}` when the variable is absent.
+    pub fn from_env() -> Self {
+        Config::new(std::env::var("CAIRN_CONFIG").unwrap_or_else(|_| "{}".into()))
+    }
+
     /// The JSON text exactly as the host passed it.
     pub fn raw(&self) -> &str {
         &self.json

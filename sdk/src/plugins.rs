@@ -3,7 +3,7 @@
 //! The same operations as the `cairn plugin` CLI, and the most privileged
 //! capability: a plugin holding it can change what runs on the device. Needs
 //! `[grants.plugins]` with `manage = [name patterns]` for install, rollback and
-//! remove, and `read = true` for [`list`].
+//! remove, and `read = true` for [`list`], [`health`] and [`metrics`].
 
 use crate::Result;
 use crate::bindings::cairn::host::plugins as host;
@@ -77,6 +77,51 @@ pub fn install(source: Source, force: bool) -> Result<PluginInfo> {
     Ok(host::install(&source.into(), force)?.into())
 }
 
+/// The topic of the event that reports how a [`start_install`] ended.
+pub const INSTALL_FINISHED: &str = "cairn/plugins/install-finished";
+
+/// Starts an install in the background and returns at once.
+///
+/// The outcome arrives later through [`Plugin::on_event`](crate::Plugin::on_event)
+/// on the topic [`INSTALL_FINISHED`], from source `host`; read it with
+/// [`InstallFinished::parse`]. It goes to whichever release of this plugin
+/// serves when the install ends, so a plugin that replaces itself hears the
+/// outcome in its new version (or in the old one, if the new one did not
+/// start). `tag` comes back unchanged, e.g. a request's correlation id.
+pub fn start_install(source: Source, force: bool, tag: &str) -> Result<()> {
+    Ok(host::start_install(&source.into(), force, tag)?)
+}
+
+/// How an install started with [`start_install`] ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct InstallFinished {
+    /// The tag given to [`start_install`].
+    pub tag: String,
+    /// Whether the release now serves.
+    pub ok: bool,
+    /// The installed plugin, when `ok`.
+    pub plugin: Option<serde_json::Value>,
+    /// Why it failed, when not `ok`.
+    pub error: Option<InstallError>,
+}
+
+/// Why an install failed: the host's error variant name and its explanation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct InstallError {
+    /// `denied`, `not-found`, `invalid`, `unavailable`, `timeout`…
+    pub code: String,
+    /// The host's explanation.
+    pub message: String,
+}
+
+impl InstallFinished {
+    /// Reads an [`INSTALL_FINISHED`] event's payload.
+    pub fn parse(payload: &[u8]) -> Result<Self> {
+        serde_json::from_slice(payload)
+            .map_err(|cause| crate::Error::invalid_json("the install-finished event", cause))
+    }
+}
+
 /// Lists every installed plugin.
 pub fn list() -> Result<Vec<PluginInfo>> {
     Ok(host::list()?.into_iter().map(PluginInfo::from).collect())
@@ -90,4 +135,55 @@ pub fn rollback(name: &str) -> Result<PluginInfo> {
 /// Stops and uninstalls `name`. Its kv data is kept.
 pub fn remove(name: &str) -> Result<()> {
     Ok(host::remove(name)?)
+}
+
+/// How one running plugin answered its health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginHealth {
+    /// Plugin name.
+    pub name: String,
+    /// Version of the serving release.
+    pub version: String,
+    /// Lifecycle state, as in [`PluginInfo::state`].
+    pub state: String,
+    /// `ok`, `degraded`, `unhealthy` or `unknown` (did not answer in time).
+    pub health: String,
+    /// Why it is not `ok`, when it said.
+    pub detail: Option<String>,
+}
+
+/// The device's health, summed up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSummary {
+    /// `ok`, `degraded` or `failing`.
+    pub status: String,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Every plugin's answer, sorted by name.
+    pub plugins: Vec<PluginHealth>,
+}
+
+/// Asks every running plugin for its health (at most 2 s each, all at once).
+pub fn health() -> Result<HealthSummary> {
+    let summary = host::health()?;
+    Ok(HealthSummary {
+        status: summary.status,
+        uptime_secs: summary.uptime_secs,
+        plugins: summary
+            .plugins
+            .into_iter()
+            .map(|p| PluginHealth {
+                name: p.name,
+                version: p.version,
+                state: p.state,
+                health: p.health,
+                detail: p.detail,
+            })
+            .collect(),
+    })
+}
+
+/// The host's and every plugin's metrics in the Prometheus text format.
+pub fn metrics() -> Result<String> {
+    Ok(host::metrics()?)
 }

@@ -21,6 +21,7 @@ use crate::state::kv::KvStore;
 
 pub mod commands;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod kv;
 pub mod log;
@@ -63,6 +64,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (mqtt::Mqtt::NAME, mqtt::Mqtt::INTERFACE),
     (http::HttpServer::NAME, http::HttpServer::INTERFACE),
     (http::HttpClient::NAME, http::HttpClient::INTERFACE),
+    (files::Files::NAME, files::Files::INTERFACE),
 ];
 
 /// A plugin's validated grants; `None` means denied.
@@ -79,6 +81,7 @@ pub struct Grants {
     pub mqtt: Option<mqtt::MqttGrant>,
     pub http_server: Option<http::HttpServerGrant>,
     pub http_client: Option<http::HttpClientGrant>,
+    pub files: Option<files::FilesGrant>,
 }
 
 impl Grants {
@@ -112,6 +115,7 @@ impl Grants {
             mqtt: parse::<mqtt::Mqtt>(policy)?,
             http_server: parse::<http::HttpServer>(policy)?,
             http_client: parse::<http::HttpClient>(policy)?,
+            files: parse::<files::Files>(policy)?,
         })
     }
 
@@ -129,6 +133,7 @@ impl Grants {
             self.mqtt.is_some(),
             self.http_server.is_some(),
             self.http_client.is_some(),
+            self.files.is_some(),
         ];
         CAPABILITIES
             .iter()
@@ -254,6 +259,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     mqtt::Mqtt::add_to_linker(&mut linker)?;
     http::HttpServer::add_to_linker(&mut linker)?;
     http::HttpClient::add_to_linker(&mut linker)?;
+    files::Files::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -342,6 +348,32 @@ pub fn deny(state: &InstanceState, capability: &str, detail: impl Into<String>) 
     tracing::warn!(target: "cairn::audit", plugin = %state.plugin(), capability, "denied: {detail}");
     state.hub.metrics.count_denial(state.plugin());
     CapError::Denied(detail)
+}
+
+/// The error's variant name as written in the WIT (`quota-exceeded`…), for JSON replies.
+pub fn error_code(err: &CapError) -> &'static str {
+    match err {
+        CapError::Denied(_) => "denied",
+        CapError::NotFound(_) => "not-found",
+        CapError::Invalid(_) => "invalid",
+        CapError::QuotaExceeded(_) => "quota-exceeded",
+        CapError::Unavailable(_) => "unavailable",
+        CapError::Timeout(_) => "timeout",
+        CapError::Internal(_) => "internal",
+    }
+}
+
+/// The explanation an error carries.
+pub fn error_message(err: &CapError) -> &str {
+    match err {
+        CapError::Denied(text)
+        | CapError::NotFound(text)
+        | CapError::Invalid(text)
+        | CapError::QuotaExceeded(text)
+        | CapError::Unavailable(text)
+        | CapError::Timeout(text)
+        | CapError::Internal(text) => text,
+    }
 }
 
 /// Runs blocking storage work off the async executor.

@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::caps::http::RouteTable;
 use crate::caps::{self, Hub};
+use crate::runtime::bindings::Event;
 use crate::runtime::cache::CompiledCache;
 use crate::runtime::engine::{self, Allocator, EngineSettings};
 use crate::runtime::{CallError, Release, RuntimeEnv};
@@ -175,6 +176,21 @@ impl Kernel {
             .command(command, payload, wait)
             .await
             .map_err(KernelError::Call)
+    }
+
+    /// Queues `event` for `plugin`'s serving release, waiting up to `wait` for
+    /// room in its queue; false if the plugin is not running or stayed busy.
+    pub async fn notify(&self, plugin: &str, event: Event, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let delivered = self
+                .slot(plugin)
+                .is_some_and(|slot| slot.active.load_full().deliver(event.clone()));
+            if delivered || Instant::now() >= deadline {
+                return delivered;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every installed plugin, running or not.

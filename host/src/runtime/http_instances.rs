@@ -56,6 +56,8 @@ pub struct HttpInstances {
     pub(super) env: Arc<RuntimeEnv>,
     pub(super) identity: PluginIdentity,
     pub(super) grants: Arc<Grants>,
+    /// The plugin's `[config]` as JSON (handed to each instance's environment).
+    pub(super) config_json: Arc<str>,
     pub(super) limits: Limits,
     pub(super) link: ActorLink,
     pub(super) stats: Arc<ReleaseStats>,
@@ -73,6 +75,7 @@ impl HttpInstances {
         env: Arc<RuntimeEnv>,
         identity: PluginIdentity,
         grants: Arc<Grants>,
+        config_json: Arc<str>,
         limits: Limits,
         link: ActorLink,
         stats: Arc<ReleaseStats>,
@@ -83,6 +86,7 @@ impl HttpInstances {
             env,
             identity,
             grants,
+            config_json,
             limits,
             link,
             stats,
@@ -193,6 +197,7 @@ impl HttpInstances {
         let state = InstanceState::new(
             self.identity.clone(),
             self.grants.clone(),
+            &self.config_json,
             self.env.hub.clone(),
             local,
             self.limits.memory,

@@ -11,6 +11,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::guest_output::GuestOutput;
 use crate::caps::{Grants, Hub, InstanceLocal};
 
+/// The environment variable holding the plugin's `[config]` as JSON, for
+/// instances that have no `init` to receive it (HTTP handlers).
+pub const CONFIG_VARIABLE: &str = "CAIRN_CONFIG";
+
 /// Who an instance is: the plugin and release it runs.
 #[derive(Debug, Clone)]
 pub struct PluginIdentity {
@@ -35,24 +39,30 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
+    /// `config` is the plugin's `[config]` as JSON, which every instance can
+    /// read from its environment as `CAIRN_CONFIG`.
     pub fn new(
         identity: PluginIdentity,
         grants: Arc<Grants>,
+        config: &str,
         hub: Arc<Hub>,
         local: InstanceLocal,
         memory_limit: u64,
         memory_gauge: Arc<AtomicU64>,
     ) -> Self {
         let output = GuestOutput::new(identity.name.clone());
-        // Deny-by-default WASI: no preopened directories, no environment,
-        // no network; stdout/stderr go to the host log.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
+        // Deny-by-default WASI: only the directories [grants.files] names, no
+        // environment but the plugin's own config, no network; stdout/stderr go
+        // to the host log.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.clone())
             .stderr(output.clone())
+            .env(CONFIG_VARIABLE, config)
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        crate::caps::files::preopen(&mut wasi, &identity.name, grants.files.as_ref());
+        let wasi = wasi.build();
         let egress =
             crate::caps::http::Egress::new(identity.name.clone(), grants.clone(), hub.clone());
         InstanceState {

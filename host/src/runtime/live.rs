@@ -41,6 +41,7 @@ impl Live {
         let state = InstanceState::new(
             spec.identity.clone(),
             spec.grants.clone(),
+            &spec.config_json,
             env.hub.clone(),
             local,
             spec.limits.memory,

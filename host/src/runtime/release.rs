@@ -209,6 +209,7 @@ impl Release {
                 env.clone(),
                 spec.identity.clone(),
                 spec.grants.clone(),
+                spec.config_json.as_str().into(),
                 spec.limits.clone(),
                 link.clone(),
                 stats.clone(),
