@@ -30,8 +30,12 @@ impl From<QoS> for host::Qos {
     }
 }
 
-/// Publishes `payload` on `topic` at `broker`. Fails with `unavailable` while
-/// the broker is not connected (nothing is queued).
+/// Publishes `payload` on `topic` at `broker`; `{device}` in the topic stands
+/// for the device's id.
+///
+/// QoS 1 and 2 messages published while the broker is unreachable wait in the
+/// host's persisted outbox and go out in order once it is back; QoS 0 messages
+/// fail with `unavailable` then.
 pub fn publish(broker: &str, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<()> {
     Ok(host::publish(broker, topic, payload, qos.into(), retain)?)
 }

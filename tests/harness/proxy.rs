@@ -90,3 +90,62 @@ fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<Budget>) {
         let _ = to.shutdown(Shutdown::Write);
     });
 }
+
+/// A TCP forwarder that can be closed and opened again: a network cut between
+/// the daemon and a server that itself stays up.
+pub struct Gate {
+    /// `127.0.0.1:PORT`
+    pub address: String,
+    closed: Arc<AtomicBool>,
+    open_streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Gate {
+    pub fn start(upstream: &str) -> Gate {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let closed = Arc::new(AtomicBool::new(false));
+        let open_streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let upstream = upstream.to_string();
+        let (flag, streams) = (closed.clone(), open_streams.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                // While closed, connections are accepted and dropped at once.
+                if flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                streams
+                    .lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
+                pump(server, client, None);
+            }
+        });
+        Gate {
+            address,
+            closed,
+            open_streams,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Gate::open`].
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for stream in self.open_streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
+}

@@ -116,8 +116,12 @@ impl Kernel {
             Registry::new(config.registry.clone()).context("configuring registry access")?;
         let fetched = registry::FetchedManifests::open(&state_dir.join("registry"))
             .context("opening the registry records")?;
-        let brokers = caps::mqtt::Brokers::start(&config.mqtt, &config.device_id)
-            .context("starting the mqtt connections")?;
+        let brokers = caps::mqtt::Brokers::start(
+            &config.mqtt,
+            &config.device_id,
+            &state_dir.join("mqtt-outbox"),
+        )
+        .context("starting the mqtt connections")?;
         let hub = Arc::new(Hub::new(state_dir, kv).with_mqtt(config.device_id.clone(), brokers));
         let (faults_tx, faults_rx) = mpsc::unbounded_channel();
         let env = Arc::new(RuntimeEnv {

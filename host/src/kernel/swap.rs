@@ -32,16 +32,24 @@ impl Kernel {
             .map(|slot| slot.activation.clone())
             .unwrap_or_default();
         let limits = spec.limits.clone();
+        let old = existing.as_ref().map(|slot| slot.active.load_full());
+        let keeps_serving = |err: KernelError| match (err, &old) {
+            (KernelError::Start(why), Some(old)) => {
+                KernelError::Start(format!("{why}; {} keeps serving", old.identity.version))
+            }
+            (err, _) => err,
+        };
         let new = Release::start(spec, self.env.clone(), activation.clone())
             .await
-            .map_err(|err| KernelError::Start(format!("{name}: the new release {err}")))?;
+            .map_err(|err| {
+                keeps_serving(KernelError::Start(format!("{name}: the new release {err}")))
+            })?;
         failpoint::hit("swap:after-start");
-        let old = existing.as_ref().map(|slot| slot.active.load_full());
         if let Some(old) = &old {
-            hand_over(old, &new).await?;
+            hand_over(old, &new).await.map_err(keeps_serving)?;
         }
         failpoint::hit("swap:after-handover");
-        wait_ready(name, &new).await?;
+        wait_ready(name, &new).await.map_err(keeps_serving)?;
 
         let slot = match existing {
             Some(slot) => {

@@ -1,14 +1,13 @@
 //! The host's MQTT connections: one per configured broker, started with the
-//! daemon and independent of plugins.
+//! daemon and independent of plugins (their tasks are in [`super::connection`]).
 //!
-//! Each broker has two tasks. The *connection* task polls rumqttc's event
-//! loop: it reconnects with exponential backoff, re-subscribes every filter in
-//! use after a reconnect, and hands incoming publishes to the *router* task,
-//! which queues each one for every plugin instance whose subscription matches
-//! and then acknowledges it (manual acks).
+//! Publishing: QoS 0 messages go straight to the connection and fail with
+//! `unavailable` while it is down. QoS 1/2 messages go straight to the
+//! connection when it is up and nothing waits in the broker's [`Outbox`];
+//! otherwise they join the outbox (durably) and are sent in order later.
 //!
-//! Acknowledging QoS 1/2 messages: the router acks once the message is in the
-//! queue of every matching plugin (waiting up to [`DELIVERY_WAIT`] for room),
+//! Acknowledging incoming QoS 1/2 messages: the router acks once the message is in the
+//! queue of every matching plugin (waiting a while for room),
 //! not after each `on-event` returned. Waiting for the handlers would make one
 //! slow plugin hold back every other subscriber of the broker, and acks would
 //! leave the order the broker sent the messages in (MQTT expects them in
@@ -24,29 +23,26 @@
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, EventLoop, LastWill,
-    MqttOptions, Packet, Publish, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
-};
-use tokio::sync::mpsc;
+use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 
 use super::config::{BrokerConfig, MqttConfig};
+use super::connection::{connect, courier, route};
+use super::outbox::{Header, Outbox};
 use crate::policy::TopicPattern;
 use crate::runtime::ActorLink;
-use crate::runtime::bindings::{CapError, Event};
+use crate::runtime::bindings::CapError;
 
 /// Largest MQTT packet sent or accepted (payload plus topic and header).
 pub const MAX_PACKET: usize = 16 * 1024 * 1024 + 64 * 1024;
 /// Subscriptions one instance may hold on one broker.
 const MAX_SUBSCRIPTIONS: usize = 64;
-/// How long the router waits for room in a busy plugin's queue (QoS ≥ 1).
-const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 /// Requests (publish, subscribe, ack) waiting for the connection.
 const REQUEST_QUEUE: usize = 256;
 /// Incoming publishes waiting for the router.
@@ -60,14 +56,31 @@ pub struct Brokers {
 }
 
 impl Brokers {
-    /// Starts a connection per configured broker. Must run inside the tokio
-    /// runtime. Fails on local problems (unreadable or insecure password file,
-    /// bad certificates); an unreachable broker is retried in the background.
-    pub fn start(config: &MqttConfig, device_id: &str) -> anyhow::Result<Brokers> {
+    /// Starts a connection per configured broker, with its outbox under
+    /// `state_dir`. Must run inside the tokio runtime. Fails on local problems
+    /// (unreadable or insecure password file, bad certificates, an outbox that
+    /// cannot be opened); an unreachable broker is retried in the background.
+    pub fn start(
+        config: &MqttConfig,
+        device_id: &str,
+        state_dir: &Path,
+    ) -> anyhow::Result<Brokers> {
         let mut brokers = Brokers::default();
         for (name, broker) in &config.brokers {
             let options = options(name, broker, device_id)
                 .with_context(|| format!("[mqtt.brokers.{name}]"))?;
+            let outbox = match broker.outbox {
+                Some(bounds) => {
+                    let dir = state_dir.join(name);
+                    let outbox = Outbox::open(&dir, bounds)
+                        .with_context(|| format!("opening the mqtt outbox {}", dir.display()))?;
+                    if !outbox.is_empty() {
+                        tracing::info!(broker = %name, "{} mqtt messages from an earlier run wait in the outbox", outbox.len());
+                    }
+                    Some(Mutex::new(outbox))
+                }
+                None => None,
+            };
             let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
             let shared = Arc::new(Broker {
                 name: name.clone(),
@@ -76,6 +89,14 @@ impl Brokers {
                 connected: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 routes: Mutex::default(),
+                birth: broker
+                    .birth
+                    .as_ref()
+                    .map(|birth| birth.resolve(device_id))
+                    .transpose()?,
+                outbox,
+                courier: Notify::new(),
+                sent: AtomicU64::new(0),
             });
             let (to_router, from_connection) = mpsc::channel(ROUTE_QUEUE);
             let connection = tokio::spawn(connect(
@@ -85,32 +106,61 @@ impl Brokers {
                 (broker.reconnect_min, broker.reconnect_max),
             ));
             let router = tokio::spawn(route(shared.clone(), from_connection));
+            let courier = tokio::spawn(courier(shared.clone()));
             brokers.tasks.push(connection.abort_handle());
             brokers.tasks.push(router.abort_handle());
+            brokers.tasks.push(courier.abort_handle());
             brokers.brokers.insert(name.clone(), shared);
         }
         Ok(brokers)
     }
 
     /// The broker configured under `name`.
-    /// Writes `cairn_mqtt_connected{broker}` (1 or 0) for every configured broker.
+    /// Writes, per configured broker: `cairn_mqtt_connected` (1 or 0),
+    /// `cairn_mqtt_published_total`, and the outbox's `cairn_mqtt_outbox_messages`
+    /// and `cairn_mqtt_outbox_dropped_total`.
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
         if self.brokers.is_empty() {
             return;
         }
-        let name = "cairn_mqtt_connected";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Whether the broker connection is up.\n# TYPE {name} gauge"
-        );
-        for (broker, connection) in &self.brokers {
-            let _ = writeln!(
-                out,
-                "{name}{{broker=\"{}\"}} {}",
-                crate::caps::metrics::escape(broker),
-                u8::from(connection.is_connected())
-            );
+        type Reading = fn(&Broker) -> u64;
+        let series: [(&str, &str, &str, Reading); 4] = [
+            (
+                "cairn_mqtt_connected",
+                "gauge",
+                "Whether the broker connection is up.",
+                |b| u64::from(b.is_connected()),
+            ),
+            (
+                "cairn_mqtt_published_total",
+                "counter",
+                "Publish packets written to the broker (birth and outbox deliveries included).",
+                |b| b.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "cairn_mqtt_outbox_messages",
+                "gauge",
+                "QoS 1/2 messages waiting in the outbox for the broker.",
+                |b| b.outbox_reading(|outbox| outbox.len() as u64),
+            ),
+            (
+                "cairn_mqtt_outbox_dropped_total",
+                "counter",
+                "Messages dropped from a full outbox (oldest first).",
+                |b| b.outbox_reading(|outbox| outbox.dropped.load(Ordering::Relaxed)),
+            ),
+        ];
+        for (name, kind, help, reading) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (broker, connection) in &self.brokers {
+                let _ = writeln!(
+                    out,
+                    "{name}{{broker=\"{}\"}} {}",
+                    crate::caps::metrics::escape(broker),
+                    reading(connection)
+                );
+            }
         }
     }
 
@@ -153,13 +203,21 @@ impl Drop for Brokers {
 
 /// One broker connection and the plugin subscriptions routed through it.
 pub struct Broker {
-    name: String,
-    address: String,
-    client: AsyncClient,
-    connected: AtomicBool,
+    pub(super) name: String,
+    pub(super) address: String,
+    pub(super) client: AsyncClient,
+    pub(super) connected: AtomicBool,
     /// Set by [`Brokers::disconnect`]: no reconnecting after that.
-    stopping: AtomicBool,
+    pub(super) stopping: AtomicBool,
     routes: Mutex<Routes>,
+    /// Published on every connect: `(topic, payload, qos, retain)`.
+    birth: Option<(String, Vec<u8>, QoS, bool)>,
+    /// QoS 1/2 messages waiting for the connection; `None` when disabled.
+    pub(super) outbox: Option<Mutex<Outbox>>,
+    /// Wakes the courier (on connect, and when a message joins the outbox).
+    pub(super) courier: Notify,
+    /// Publish packets written to the broker.
+    pub(super) sent: AtomicU64,
 }
 
 #[derive(Default)]
@@ -181,7 +239,8 @@ impl Broker {
         self.connected.load(Ordering::Acquire)
     }
 
-    /// Hands a message to the connection. Nothing is queued while disconnected.
+    /// Hands a message to the connection, or (QoS 1/2, while the connection
+    /// is down or earlier messages still wait) stores it in the outbox.
     pub fn publish(
         &self,
         topic: &str,
@@ -189,20 +248,62 @@ impl Broker {
         qos: QoS,
         retain: bool,
     ) -> Result<(), CapError> {
-        if !self.is_connected() {
-            return Err(CapError::Unavailable(format!(
-                "the broker `{}` is not connected",
-                self.name
-            )));
+        let unavailable =
+            |why: &str| CapError::Unavailable(format!("the broker `{}` {why}", self.name));
+        let outbox = match (&self.outbox, qos) {
+            (Some(outbox), QoS::AtLeastOnce | QoS::ExactlyOnce) => outbox,
+            _ => {
+                if !self.is_connected() {
+                    return Err(unavailable("is not connected"));
+                }
+                self.client
+                    .try_publish(topic, qos, retain, payload)
+                    .map_err(|_| unavailable("connection is congested"))?;
+                return Ok(());
+            }
+        };
+        let mut outbox = outbox
+            .lock()
+            .map_err(|_| CapError::Internal("the mqtt outbox lock is poisoned".into()))?;
+        if self.is_connected() && outbox.is_empty() {
+            // Sent directly under the lock, so nothing queued later can overtake it.
+            match self.client.try_publish(topic, qos, retain, payload.clone()) {
+                Ok(()) => return Ok(()),
+                Err(_) => {
+                    tracing::debug!(broker = %self.name, "connection congested: the message waits in the outbox")
+                }
+            }
         }
-        self.client
-            .try_publish(topic, qos, retain, payload)
-            .map_err(|_| {
-                CapError::Unavailable(format!(
-                    "the connection to broker `{}` is congested",
-                    self.name
-                ))
-            })
+        let header = Header {
+            topic: topic.to_string(),
+            qos: qos as u8,
+            retain,
+        };
+        outbox.push(header, &payload).map_err(|err| {
+            CapError::Internal(format!("storing the message in the mqtt outbox: {err}"))
+        })?;
+        drop(outbox);
+        self.courier.notify_one();
+        Ok(())
+    }
+
+    fn outbox_reading(&self, read: impl FnOnce(&Outbox) -> u64) -> u64 {
+        self.outbox
+            .as_ref()
+            .and_then(|outbox| outbox.lock().ok().map(|outbox| read(&outbox)))
+            .unwrap_or(0)
+    }
+
+    /// Publishes the configured birth message (on every connect).
+    pub(super) fn publish_birth(&self) {
+        if let Some((topic, payload, qos, retain)) = &self.birth
+            && self
+                .client
+                .try_publish(topic, *qos, *retain, payload.clone())
+                .is_err()
+        {
+            tracing::warn!(broker = %self.name, "could not queue the birth message");
+        }
     }
 
     /// Adds an instance's subscription; subscribes at the broker when the
@@ -303,7 +404,7 @@ impl Broker {
     }
 
     /// After (re)connecting: subscribe again to every filter in use.
-    fn resubscribe(&self) {
+    pub(super) fn resubscribe(&self) {
         let Ok(routes) = self.routes.lock() else {
             return;
         };
@@ -325,7 +426,7 @@ impl Broker {
     }
 
     /// The live, serving instances whose subscriptions match `topic`, each once.
-    fn targets(&self, topic: &str) -> Vec<ActorLink> {
+    pub(super) fn targets(&self, topic: &str) -> Vec<ActorLink> {
         let Ok(mut routes) = self.routes.lock() else {
             return Vec::new();
         };
@@ -365,17 +466,8 @@ fn options(name: &str, config: &BrokerConfig, device_id: &str) -> anyhow::Result
         options.set_credentials(username.clone(), password);
     }
     if let Some(will) = &config.last_will {
-        let topic = TopicPattern::parse(&will.topic)
-            .map_err(|err| anyhow::anyhow!("last-will topic: {err}"))?
-            .resolve(device_id)
-            .to_string();
-        let payload = will.payload.replace(super::DEVICE_PLACEHOLDER, device_id);
-        options.set_last_will(LastWill::new(
-            topic,
-            payload.into_bytes(),
-            qos_from_number(will.qos),
-            will.retain,
-        ));
+        let (topic, payload, qos, retain) = will.resolve(device_id)?;
+        options.set_last_will(LastWill::new(topic, payload, qos, retain));
     }
     if config.tls {
         let tls = super::tls::client_config(config)?;
@@ -413,117 +505,17 @@ pub(super) fn qos_from_number(qos: u8) -> QoS {
     }
 }
 
-/// A connection error in words; never includes credentials.
-fn describe(err: &ConnectionError) -> String {
-    match err {
-        ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword) => {
-            "the broker refused the connection: bad user name or password".into()
-        }
-        ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized) => {
-            "the broker refused the connection: not authorized (check username and password-file)"
-                .into()
-        }
-        ConnectionError::ConnectionRefused(code) => {
-            format!("the broker refused the connection: {code:?}")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// Polls the connection forever, reconnecting with exponential backoff.
-async fn connect(
-    broker: Arc<Broker>,
-    mut eventloop: EventLoop,
-    router: mpsc::Sender<Publish>,
-    (backoff_min, backoff_max): (Duration, Duration),
-) {
-    let mut backoff = backoff_min;
-    let mut last_error: Option<String> = None;
-    loop {
-        match eventloop.poll().await {
-            Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
-                broker.connected.store(true, Ordering::Release);
-                backoff = backoff_min;
-                last_error = None;
-                tracing::info!(broker = %broker.name, address = %broker.address, session_present = ack.session_present, "connected to the mqtt broker");
-                broker.resubscribe();
-            }
-            Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
-                if publish.qos == QoS::AtMostOnce {
-                    if router.try_send(publish).is_err() {
-                        tracing::debug!(broker = %broker.name, "mqtt message dropped: the router is behind");
-                    }
-                } else if router.send(publish).await.is_err() {
-                    return;
-                }
-            }
-            Ok(MqttEvent::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|code| matches!(code, SubscribeReasonCode::Failure))
-                {
-                    tracing::warn!(broker = %broker.name, "the broker refused a subscription");
-                }
-            }
-            Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                broker.connected.store(false, Ordering::Release);
-                tracing::info!(broker = %broker.name, "disconnected from the mqtt broker");
-                return;
-            }
-            Ok(_) => {}
-            Err(_) if broker.stopping.load(Ordering::Acquire) => {
-                broker.connected.store(false, Ordering::Release);
-                return;
-            }
-            Err(err) => {
-                let was_connected = broker.connected.swap(false, Ordering::AcqRel);
-                let message = describe(&err);
-                if was_connected || last_error.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(broker = %broker.name, address = %broker.address, "mqtt broker unreachable: {message}; retrying in {backoff:?} (and backing off up to {backoff_max:?})");
-                } else {
-                    tracing::debug!(broker = %broker.name, "mqtt broker still unreachable: {message}");
-                }
-                last_error = Some(message);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(backoff_max);
-            }
-        }
-    }
-}
-
-/// Queues each incoming message for its subscribers, then acknowledges it.
-async fn route(broker: Arc<Broker>, mut incoming: mpsc::Receiver<Publish>) {
-    let source = format!("mqtt:{}", broker.name);
-    while let Some(publish) = incoming.recv().await {
-        let targets = broker.targets(&publish.topic);
-        for link in targets {
-            let event = Event {
-                topic: publish.topic.clone(),
-                payload: publish.payload.to_vec(),
-                source: source.clone(),
-            };
-            let queued = if publish.qos == QoS::AtMostOnce {
-                link.deliver(event)
-            } else {
-                link.deliver_waiting(event, DELIVERY_WAIT).await
-            };
-            if !queued {
-                tracing::warn!(broker = %broker.name, topic = %publish.topic, "mqtt message dropped for a plugin whose queue stayed full");
-            }
-        }
-        if publish.qos != QoS::AtMostOnce && broker.client.ack(&publish).await.is_err() {
-            tracing::debug!(broker = %broker.name, "could not acknowledge: the connection is gone");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::release::Job;
+    use rumqttc::EventLoop;
 
     fn broker() -> (Broker, EventLoop) {
+        broker_with_outbox(None)
+    }
+
+    fn broker_with_outbox(outbox: Option<Outbox>) -> (Broker, EventLoop) {
         let (client, eventloop) =
             AsyncClient::new(MqttOptions::new("test", "127.0.0.1", 1), REQUEST_QUEUE);
         let broker = Broker {
@@ -533,6 +525,10 @@ mod tests {
             connected: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             routes: Mutex::default(),
+            birth: None,
+            outbox: outbox.map(Mutex::new),
+            courier: Notify::new(),
+            sent: AtomicU64::new(0),
         };
         (broker, eventloop)
     }
@@ -632,10 +628,36 @@ mod tests {
     }
 
     #[test]
-    fn publishing_while_disconnected_is_unavailable() {
+    fn publishing_while_disconnected_is_unavailable_without_an_outbox() {
         let (broker, _eventloop) = broker();
         let refused = broker.publish("a", b"x".to_vec(), QoS::AtLeastOnce, false);
         assert!(matches!(refused, Err(CapError::Unavailable(_))));
+    }
+
+    #[test]
+    fn while_disconnected_qos1_waits_in_the_outbox_and_qos0_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bounds = super::super::outbox::Bounds {
+            messages: 10,
+            bytes: 1024,
+        };
+        let outbox = Outbox::open(dir.path(), bounds).unwrap();
+        let (broker, _eventloop) = broker_with_outbox(Some(outbox));
+        broker
+            .publish("a", b"one".to_vec(), QoS::AtLeastOnce, false)
+            .unwrap();
+        broker
+            .publish("b", b"two".to_vec(), QoS::ExactlyOnce, true)
+            .unwrap();
+        let refused = broker.publish("c", b"x".to_vec(), QoS::AtMostOnce, false);
+        assert!(matches!(refused, Err(CapError::Unavailable(_))));
+        assert_eq!(broker.outbox_reading(|outbox| outbox.len() as u64), 2);
+        let reopened = Outbox::open(dir.path(), bounds).unwrap();
+        let (_, header, payload) = reopened.front().unwrap().unwrap();
+        assert_eq!(
+            (header.topic.as_str(), payload.as_slice()),
+            ("a", &b"one"[..])
+        );
     }
 
     #[test]

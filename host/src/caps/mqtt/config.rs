@@ -10,6 +10,10 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::{Deserialize, Deserializer};
 
+use rumqttc::QoS;
+
+use super::broker::qos_from_number;
+use super::outbox::Bounds;
 use crate::policy::{TopicPattern, validate_topic};
 
 /// Default `client-id`: `{device}` is replaced by the daemon's device id.
@@ -17,6 +21,10 @@ pub const DEFAULT_CLIENT_ID: &str = "cairn-{device}";
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
 const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
 const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+const DEFAULT_OUTBOX_MESSAGES: usize = 1000;
+const MAX_OUTBOX_MESSAGES: usize = 1_000_000;
+const DEFAULT_OUTBOX_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_OUTBOX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 /// The MQTT 3.1.1 keep-alive field is a 16-bit number of seconds.
 const MAX_KEEP_ALIVE: Duration = Duration::from_secs(65_535);
 
@@ -44,14 +52,20 @@ pub struct BrokerConfig {
     pub client_auth: Option<(PathBuf, PathBuf)>,
     pub keep_alive: Duration,
     pub clean_session: bool,
-    pub last_will: Option<LastWillConfig>,
+    pub last_will: Option<Announcement>,
+    /// Published by the host on every connect (e.g. a retained `online`).
+    pub birth: Option<Announcement>,
+    /// Bounds of the outbox for QoS 1/2 messages; `None` when disabled.
+    pub outbox: Option<Bounds>,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
 }
 
-/// The message the broker publishes when the daemon disappears without disconnecting.
+/// A message announcing the daemon's state: the birth message the host
+/// publishes on every connect, or the last will the broker publishes when the
+/// daemon disappears without disconnecting.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastWillConfig {
+pub struct Announcement {
     /// May contain `{device}`.
     pub topic: String,
     /// May contain `{device}`.
@@ -82,7 +96,10 @@ struct BrokerSection {
     #[serde(default, deserialize_with = "crate::config::positive_duration")]
     keep_alive: Option<Duration>,
     clean_session: Option<bool>,
-    last_will: Option<LastWillSection>,
+    last_will: Option<AnnouncementSection>,
+    birth: Option<AnnouncementSection>,
+    outbox_messages: Option<usize>,
+    outbox_bytes: Option<u64>,
     #[serde(default, deserialize_with = "crate::config::positive_duration")]
     reconnect_min: Option<Duration>,
     #[serde(default, deserialize_with = "crate::config::positive_duration")]
@@ -91,7 +108,7 @@ struct BrokerSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LastWillSection {
+struct AnnouncementSection {
     topic: String,
     #[serde(default)]
     payload: String,
@@ -175,6 +192,40 @@ fn valid_broker_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+impl AnnouncementSection {
+    /// Checks the topic (with a stand-in device id; the real one only replaces `{device}`).
+    fn check(self, table: &str, what: &str) -> anyhow::Result<Announcement> {
+        let sample = self.topic.replace(super::DEVICE_PLACEHOLDER, "device");
+        validate_topic(&sample)
+            .map_err(|err| anyhow::anyhow!("{table} {what} topic `{}`: {err}", self.topic))?;
+        TopicPattern::parse(&self.topic)
+            .map_err(|err| anyhow::anyhow!("{table} {what} topic `{}`: {err}", self.topic))?;
+        Ok(Announcement {
+            topic: self.topic,
+            payload: self.payload,
+            qos: self.qos,
+            retain: self.retain,
+        })
+    }
+}
+
+impl Announcement {
+    /// Topic and payload with `{device}` replaced: `(topic, payload, qos, retain)`.
+    pub fn resolve(&self, device_id: &str) -> anyhow::Result<(String, Vec<u8>, QoS, bool)> {
+        let topic = TopicPattern::parse(&self.topic)
+            .map_err(|err| anyhow::anyhow!("topic `{}`: {err}", self.topic))?
+            .resolve(device_id)
+            .to_string();
+        let payload = self.payload.replace(super::DEVICE_PLACEHOLDER, device_id);
+        Ok((
+            topic,
+            payload.into_bytes(),
+            qos_from_number(self.qos),
+            self.retain,
+        ))
+    }
+}
+
 impl MqttSection {
     /// Checks what the types cannot and resolves paths against `base_dir`.
     pub(crate) fn resolve(self, base_dir: &Path) -> anyhow::Result<MqttConfig> {
@@ -214,24 +265,27 @@ impl MqttSection {
             if reconnect_max < reconnect_min {
                 bail!("{table} reconnect-max must not be below reconnect-min");
             }
-            let last_will = match section.last_will {
-                Some(will) => {
-                    // Checked with a stand-in id; the real one only replaces `{device}`.
-                    let sample = will.topic.replace(super::DEVICE_PLACEHOLDER, "device");
-                    validate_topic(&sample).map_err(|err| {
-                        anyhow::anyhow!("{table} last-will topic `{}`: {err}", will.topic)
-                    })?;
-                    TopicPattern::parse(&will.topic).map_err(|err| {
-                        anyhow::anyhow!("{table} last-will topic `{}`: {err}", will.topic)
-                    })?;
-                    Some(LastWillConfig {
-                        topic: will.topic,
-                        payload: will.payload,
-                        qos: will.qos,
-                        retain: will.retain,
-                    })
+            let last_will = section
+                .last_will
+                .map(|will| will.check(&table, "last-will"))
+                .transpose()?;
+            let birth = section
+                .birth
+                .map(|birth| birth.check(&table, "birth"))
+                .transpose()?;
+            let outbox_bytes = section.outbox_bytes.unwrap_or(DEFAULT_OUTBOX_BYTES);
+            if outbox_bytes > MAX_OUTBOX_BYTES {
+                bail!("{table} outbox-bytes must be at most {MAX_OUTBOX_BYTES}");
+            }
+            let outbox = match section.outbox_messages.unwrap_or(DEFAULT_OUTBOX_MESSAGES) {
+                0 => None,
+                messages if messages > MAX_OUTBOX_MESSAGES => {
+                    bail!("{table} outbox-messages must be at most {MAX_OUTBOX_MESSAGES}")
                 }
-                None => None,
+                messages => Some(Bounds {
+                    messages,
+                    bytes: outbox_bytes,
+                }),
             };
             brokers.insert(
                 name,
@@ -247,6 +301,8 @@ impl MqttSection {
                     keep_alive,
                     clean_session: section.clean_session.unwrap_or(true),
                     last_will,
+                    birth,
+                    outbox,
                     reconnect_min,
                     reconnect_max,
                 },

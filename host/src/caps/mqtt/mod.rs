@@ -19,6 +19,8 @@ use crate::runtime::bindings::cairn::host::mqtt::{self as wit, Qos};
 
 pub mod broker;
 pub mod config;
+mod connection;
+mod outbox;
 mod tls;
 
 pub use broker::Brokers;
@@ -148,6 +150,7 @@ impl wit::Host for InstanceState {
         qos_level: Qos,
         retain: bool,
     ) -> Result<(), CapError> {
+        let topic = topic.replace(DEVICE_PLACEHOLDER, &self.hub.device_id);
         validate_topic(&topic)
             .map_err(|err| CapError::Invalid(format!("topic `{topic}`: {err}")))?;
         let grant = self.mqtt_grant()?;

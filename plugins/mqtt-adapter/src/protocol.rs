@@ -1,0 +1,111 @@
+//! The wire format: command topics, request and reply payloads.
+//!
+//! A command is published on `cairn/{device}/cmd/{target}/{command}` with a JSON
+//! payload `{"id": "<correlation id>", "payload": <any JSON>}`; the reply goes to
+//! `cairn/{device}/resp/{target}/{command}` as
+//! `{"id": .., "ok": true, "result": <JSON>, "served-by": "<adapter version>"}` or
+//! `{"id": .., "ok": false, "error": {"code": .., "message": ..}, "served-by": ..}`.
+//! The target `host` stands for the device itself (list, health, metrics,
+//! install, rollback, remove); any other target is a plugin whose
+//! `on-command` receives `payload` as JSON.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The version answering, so a caller can see which release replied.
+pub const SERVED_BY: &str = cairn_sdk::plugin_version!();
+
+/// A command topic, split.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub target: &'a str,
+    pub command: &'a str,
+}
+
+/// Splits `cairn/<device>/cmd/<target>/<command>`; `None` for any other shape.
+pub fn parse_topic(topic: &str) -> Option<Route<'_>> {
+    let mut levels = topic.split('/');
+    let (Some("cairn"), Some(_device), Some("cmd"), Some(target), Some(command), None) = (
+        levels.next(),
+        levels.next(),
+        levels.next(),
+        levels.next(),
+        levels.next(),
+        levels.next(),
+    ) else {
+        return None;
+    };
+    (!target.is_empty() && !command.is_empty()).then_some(Route { target, command })
+}
+
+/// Where the reply to a command topic goes: `cmd` becomes `resp`.
+pub fn reply_topic(command_topic: &str) -> String {
+    match command_topic.split_once("/cmd/") {
+        Some((device, rest)) => format!("{device}/resp/{rest}"),
+        None => "cairn/{device}/resp/error".into(),
+    }
+}
+
+/// A command's payload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub id: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// A failure with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<cairn_sdk::Error> for Failure {
+    fn from(err: cairn_sdk::Error) -> Self {
+        Failure::new(err.kind(), err.message())
+    }
+}
+
+/// Reads a request; the id (when one can be found) comes back even when the
+/// rest is malformed, so the caller can match the error reply.
+pub fn parse_request(payload: &[u8]) -> Result<Request, (Option<String>, Failure)> {
+    serde_json::from_slice::<Request>(payload).map_err(|err| {
+        let id = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|value| value.get("id")?.as_str().map(str::to_string));
+        let message =
+            format!(r#"a command is JSON {{"id": "<correlation id>", "payload": ..}}: {err}"#);
+        (id, Failure::new("invalid", message))
+    })
+}
+
+/// A reply's JSON text.
+pub fn reply(id: Option<&str>, outcome: Result<Value, Failure>) -> Vec<u8> {
+    let body = match outcome {
+        Ok(result) => json!({"id": id, "ok": true, "result": result, "served-by": SERVED_BY}),
+        Err(failure) => json!({
+            "id": id,
+            "ok": false,
+            "error": {"code": failure.code, "message": failure.message},
+            "served-by": SERVED_BY,
+        }),
+    };
+    body.to_string().into_bytes()
+}
+
+/// A plugin's reply bytes as JSON: parsed when they are JSON, else a string.
+pub fn as_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
