@@ -246,6 +246,6 @@ impl AdminApi for AdminService {
     }
 
     async fn health(&self) -> Result<HealthSummary, AdminError> {
-        Ok(self.kernel.health().await)
+        Ok(self.kernel.health(None).await)
     }
 }

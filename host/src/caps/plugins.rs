@@ -187,7 +187,8 @@ impl wit::Host for InstanceState {
     }
 
     async fn health(&mut self) -> Result<HealthSummary, CapError> {
-        let summary = self.reader("reading health")?.health().await;
+        let asking = self.plugin().to_string();
+        let summary = self.reader("reading health")?.health(Some(&asking)).await;
         Ok(HealthSummary {
             status: summary.status,
             uptime_secs: summary.uptime_secs,

@@ -144,6 +144,9 @@ impl Adapter {
                 topic: reply_to.clone(),
             })
             .unwrap_or_default();
+            if route.command == "install" {
+                cairn_sdk::info!("command {id}: install {}", request.payload);
+            }
             device::run(route.command, request.payload, &tag)
         } else {
             Outcome::Done(call_plugin(route.target, route.command, &request.payload))
