@@ -8,6 +8,7 @@ mod daemon;
 mod http;
 mod inprocess;
 mod instantiate;
+mod mqtt;
 mod registry;
 mod stats;
 
@@ -50,6 +51,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("http") {
         http::run(&cairn)?;
+    }
+    if wanted("mqtt") {
+        runtime.block_on(mqtt::run(&cairn))?;
     }
     Ok(())
 }

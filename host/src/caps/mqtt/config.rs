@@ -99,7 +99,8 @@ struct BrokerSection {
     last_will: Option<AnnouncementSection>,
     birth: Option<AnnouncementSection>,
     outbox_messages: Option<usize>,
-    outbox_bytes: Option<u64>,
+    #[serde(default = "default_outbox_bytes", deserialize_with = "crate::policy::serde_size::deserialize")]
+    outbox_bytes: u64,
     #[serde(default, deserialize_with = "crate::config::positive_duration")]
     reconnect_min: Option<Duration>,
     #[serde(default, deserialize_with = "crate::config::positive_duration")]
@@ -192,6 +193,10 @@ fn valid_broker_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+fn default_outbox_bytes() -> u64 {
+    DEFAULT_OUTBOX_BYTES
+}
+
 impl AnnouncementSection {
     /// Checks the topic (with a stand-in device id; the real one only replaces `{device}`).
     fn check(self, table: &str, what: &str) -> anyhow::Result<Announcement> {
@@ -273,7 +278,7 @@ impl MqttSection {
                 .birth
                 .map(|birth| birth.check(&table, "birth"))
                 .transpose()?;
-            let outbox_bytes = section.outbox_bytes.unwrap_or(DEFAULT_OUTBOX_BYTES);
+            let outbox_bytes = section.outbox_bytes;
             if outbox_bytes > MAX_OUTBOX_BYTES {
                 bail!("{table} outbox-bytes must be at most {MAX_OUTBOX_BYTES}");
             }
