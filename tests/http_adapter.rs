@@ -17,13 +17,16 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use base64::Engine;
-use harness::http::{Reply, request};
+use harness::http::{Reply, request_with_timeout};
 use harness::registry::TestRegistry;
 use harness::{Daemon, Options, plugin_wasm, variant};
 use openapi::{Spec, path_matches};
 use serde_json::{Value, json};
 
 static SPEC: LazyLock<Spec> = LazyLock::new(Spec::load);
+
+/// The listener's `max-body-size` in these tests.
+const MAX_BODY: usize = 2 * 1024 * 1024;
 
 const TOKEN: &str = "correct-horse-battery-staple";
 
@@ -51,7 +54,7 @@ fn token_file(daemon: &Daemon) -> PathBuf {
 fn bare_device(options: Options) -> Device {
     let mut options = options;
     options.extra_config.push_str(
-        "[listeners.http]\naddress = \"127.0.0.1:0\"\nmax-body-size = \"2MiB\"\nrequest-timeout = \"30s\"\n",
+        "[listeners.http]\naddress = \"127.0.0.1:0\"\nmax-body-size = \"2MiB\"\nrequest-timeout = \"120s\"\n",
     );
     let daemon = Daemon::start_with(options);
     let address = daemon.http_address();
@@ -89,7 +92,19 @@ fn send(address: &str, method: &str, path: &str, auth: Option<&str>, body: &[u8]
     if !body.is_empty() {
         head.push_str("\r\nContent-Type: application/json");
     }
-    request(address, &head, body).unwrap_or_else(|err| panic!("{method} {path}: {err}"))
+    // A body over the listener's limit is refused from its declared length
+    // before it is read: declare it, but do not send it (writing it all would
+    // race the refusal and end in a broken pipe).
+    let body = if body.len() > MAX_BODY {
+        head.push_str(&format!("\r\nContent-Length: {}", body.len()));
+        &[][..]
+    } else {
+        body
+    };
+    // Installing compiles the component, which takes a while in a debug build
+    // of the host on a busy machine: wait longer than the harness's default.
+    request_with_timeout(address, &head, body, Duration::from_secs(120))
+        .unwrap_or_else(|err| panic!("{method} {path}: {err}"))
 }
 
 fn header(reply: &Reply, name: &str) -> Option<String> {
