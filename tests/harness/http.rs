@@ -29,8 +29,18 @@ impl Reply {
 /// Sends `head` (without the final blank line) and `body`; `Connection: close`
 /// is added so the reply ends with the connection.
 pub fn request(address: &str, head: &str, body: &[u8]) -> std::io::Result<Reply> {
+    request_with_timeout(address, head, body, Duration::from_secs(20))
+}
+
+/// [`request`], waiting up to `timeout` for each read of the reply.
+pub fn request_with_timeout(
+    address: &str,
+    head: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.set_read_timeout(Some(timeout))?;
     let mut bytes = format!("{head}\r\nConnection: close\r\n").into_bytes();
     if !body.is_empty() {
         bytes.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
