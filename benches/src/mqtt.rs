@@ -47,7 +47,7 @@ fn mosquitto() -> anyhow::Result<Option<Broker>> {
     std::fs::write(
         &config,
         format!(
-            "listener {port} 127.0.0.1\npersistence false\nuser root\nallow_anonymous true\nmax_queued_messages 100000\n"
+            "listener {port} 127.0.0.1\npersistence false\nuser root\nallow_anonymous true\nmax_queued_messages 100000\nset_tcp_nodelay true\n"
         ),
     )?;
     let child = Command::new(binary)
@@ -78,6 +78,7 @@ async fn client(
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    eventloop.network_options.set_tcp_nodelay(true);
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(event) = eventloop.poll().await {
@@ -135,7 +136,7 @@ async fn measure(
         client.publish(command_topic, QoS::AtLeastOnce, false, payload)
     };
     let mut next = 0;
-    let mut wait_reply =
+    let wait_reply =
         async |replies: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>| -> anyhow::Result<()> {
             let (_, body) = tokio::time::timeout(Duration::from_secs(10), replies.recv())
                 .await?

@@ -51,7 +51,7 @@ pub fn bare_device(options: Options) -> Device {
     let api_dir = daemon.root().join("api");
     std::fs::create_dir_all(&api_dir).unwrap();
     let policy =
-        std::fs::read_to_string(harness::workspace().join("plugins/http-adapter/policy.toml"))
+        std::fs::read_to_string(harness::workspace().join("policies/http-adapter.toml"))
             .unwrap()
             .replace(
                 "/etc/cairn/api/token",

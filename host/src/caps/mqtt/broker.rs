@@ -81,7 +81,9 @@ impl Brokers {
                 }
                 None => None,
             };
-            let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+            let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+            // Control messages are small: waiting to coalesce them only adds latency.
+            eventloop.network_options.set_tcp_nodelay(true);
             let shared = Arc::new(Broker {
                 name: name.clone(),
                 address: format!("{}:{}", broker.host, broker.port),
