@@ -203,3 +203,76 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn a_component_without_an_identity_takes_the_signed_one_from_the_registry() {
+    let registry = TestRegistry::start();
+    let daemon = daemon_for(&registry);
+    let anonymous = variant("http-hello", "0.1.0", "anonymous");
+    let reference = registry.reference("plugins/hello:anon");
+
+    // Push needs a name and version for such a component.
+    let err = daemon.push(&anonymous, &reference, "dev", &[]).unwrap_err();
+    assert!(err.contains("--name"), "{err}");
+    daemon
+        .push(
+            &anonymous,
+            &reference,
+            "dev",
+            &["--name", "http-hello", "--version", "1.4.0"],
+        )
+        .expect("push with --name/--version");
+    let installed = daemon
+        .cli_json(&["plugin", "install", &reference])
+        .expect("install");
+    assert_eq!(installed["name"], "http-hello");
+    assert_eq!(installed["version"], "1.4.0");
+    daemon
+        .cli_json(&["plugin", "remove", "http-hello"])
+        .unwrap();
+
+    // A claim signed by a key the claimed name's policy does not trust is refused.
+    // (Each case pushes other bytes: a manifest installed once keeps the
+    // signatures recorded then.)
+    let forged = registry.reference("plugins/hello:forged");
+    let other_build = variant("http-hello", "0.2.0", "anonymous");
+    daemon
+        .push(
+            &other_build,
+            &forged,
+            "other",
+            &["--name", "http-hello", "--version", "1.5.0"],
+        )
+        .expect("push");
+    let err = daemon.assert_install_refused(&forged, "signature");
+    assert!(!err.contains("several"), "{err}");
+
+    // Signing an existing artifact again binds a name too; two signatures
+    // claiming different identities are ambiguous and refused.
+    let twice = registry.reference("plugins/hello:twice");
+    let third_build = variant("http-hello", "0.3.0", "anonymous");
+    daemon
+        .push(
+            &third_build,
+            &twice,
+            "dev",
+            &["--name", "http-hello", "--version", "1.6.0"],
+        )
+        .expect("push");
+    let signed = daemon
+        .cli_json(&[
+            "plugin",
+            "sign",
+            &twice,
+            "--key",
+            daemon.root().join("dev.key").to_str().unwrap(),
+            "--insecure",
+            "--name",
+            "http-hello",
+            "--version",
+            "1.7.0",
+        ])
+        .expect("sign with a second identity");
+    assert_eq!(signed["version"], "1.7.0");
+    daemon.assert_install_refused(&twice, "several");
+}

@@ -24,6 +24,13 @@ pub enum Error {
     Timeout(String),
     /// The host failed in a way the plugin cannot fix.
     Internal(String),
+    /// The request conflicts with what is installed (a lower version without
+    /// `force`, a route or name another plugin owns).
+    Conflict(String),
+    /// The artifact is refused for this device (signature or policy).
+    Rejected(String),
+    /// A new release did not start or become ready; the running one keeps serving.
+    NotReady(String),
 }
 
 impl Error {
@@ -37,6 +44,9 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::Timeout(_) => "timeout",
             Error::Internal(_) => "internal",
+            Error::Conflict(_) => "conflict",
+            Error::Rejected(_) => "rejected",
+            Error::NotReady(_) => "not-ready",
         }
     }
 
@@ -49,7 +59,10 @@ impl Error {
             | Error::QuotaExceeded(message)
             | Error::Unavailable(message)
             | Error::Timeout(message)
-            | Error::Internal(message) => message,
+            | Error::Internal(message)
+            | Error::Conflict(message)
+            | Error::Rejected(message)
+            | Error::NotReady(message) => message,
         }
     }
 
@@ -86,6 +99,9 @@ impl From<WireError> for Error {
             WireError::Unavailable(message) => Error::Unavailable(message),
             WireError::Timeout(message) => Error::Timeout(message),
             WireError::Internal(message) => Error::Internal(message),
+            WireError::Conflict(message) => Error::Conflict(message),
+            WireError::Rejected(message) => Error::Rejected(message),
+            WireError::NotReady(message) => Error::NotReady(message),
         }
     }
 }

@@ -50,17 +50,16 @@ pub fn bare_device(options: Options) -> Device {
     let address = daemon.http_address();
     let api_dir = daemon.root().join("api");
     std::fs::create_dir_all(&api_dir).unwrap();
-    let policy =
-        std::fs::read_to_string(harness::workspace().join("policies/http-adapter.toml"))
-            .unwrap()
-            .replace(
-                "/etc/cairn/api/token",
-                token_file(&daemon).to_str().unwrap(),
-            )
-            .replace(
-                "\"/etc/cairn/api\"",
-                &format!("{:?}", api_dir.to_str().unwrap()),
-            );
+    let policy = std::fs::read_to_string(harness::workspace().join("policies/http-adapter.toml"))
+        .unwrap()
+        .replace(
+            "/etc/cairn/api/token",
+            token_file(&daemon).to_str().unwrap(),
+        )
+        .replace(
+            "\"/etc/cairn/api\"",
+            &format!("{:?}", api_dir.to_str().unwrap()),
+        );
     assert!(policy.contains(api_dir.to_str().unwrap()), "{policy}");
     daemon.write_policy("http-adapter", &policy);
     Device { daemon, address }

@@ -360,6 +360,9 @@ pub fn error_code(err: &CapError) -> &'static str {
         CapError::Unavailable(_) => "unavailable",
         CapError::Timeout(_) => "timeout",
         CapError::Internal(_) => "internal",
+        CapError::Conflict(_) => "conflict",
+        CapError::Rejected(_) => "rejected",
+        CapError::NotReady(_) => "not-ready",
     }
 }
 
@@ -372,7 +375,10 @@ pub fn error_message(err: &CapError) -> &str {
         | CapError::QuotaExceeded(text)
         | CapError::Unavailable(text)
         | CapError::Timeout(text)
-        | CapError::Internal(text) => text,
+        | CapError::Internal(text)
+        | CapError::Conflict(text)
+        | CapError::Rejected(text)
+        | CapError::NotReady(text) => text,
     }
 }
 

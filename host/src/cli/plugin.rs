@@ -70,6 +70,9 @@ pub struct SignArgs {
     /// Where to write the signature [default: FILE.sig]
     #[arg(long, short = 'o', value_name = "SIG")]
     pub output: Option<PathBuf>,
+    /// For oci:// references: the name and version to bind, for a component without its own
+    #[command(flatten)]
+    pub identity: super::publish::IdentityArgs,
     /// For oci:// references: how to reach the registry
     #[command(flatten)]
     pub registry: super::publish::RegistryArgs,
@@ -196,7 +199,18 @@ pub(crate) fn sign(args: &SignArgs) -> Result<Outcome, AdminError> {
     use crate::supply::signing::{SigningKey, sign_blob};
 
     if let Some(reference) = args.file.to_str().filter(|text| text.starts_with("oci://")) {
-        return super::publish::sign_reference(reference, &args.key, &args.registry);
+        return super::publish::sign_reference(
+            reference,
+            &args.key,
+            &args.identity,
+            &args.registry,
+        );
+    }
+    if args.identity.name.is_some() {
+        return Err(failure(
+            ErrorCode::Invalid,
+            "--name and --version bind an identity to a registry artifact's signature; for a file, give them to `cairn plugin install`",
+        ));
     }
 
     let blob = std::fs::read(&args.file)

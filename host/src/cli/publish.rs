@@ -53,7 +53,54 @@ pub struct PushArgs {
     #[arg(long)]
     pub created: Option<String>,
     #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// The name and version to publish a component as, when it carries none of its
+/// own (a plain `wasi:http` component, say); the signature binds them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IdentityArgs {
+    /// Plugin name, for a component without one of its own (needs --version)
+    #[arg(long, requires = "version")]
+    pub name: Option<String>,
+    /// Plugin version, for a component without one of its own (needs --name)
+    #[arg(long, requires = "name")]
+    pub version: Option<semver::Version>,
+}
+
+impl IdentityArgs {
+    /// The component's own identity, or the one given; both must agree when present.
+    fn resolve(
+        &self,
+        own: Option<(String, semver::Version)>,
+        what: &str,
+    ) -> Result<(String, semver::Version), AdminError> {
+        let given = self.name.clone().zip(self.version.clone());
+        match (own, given) {
+            (Some(own), Some(given)) if own != given => Err(failure(
+                ErrorCode::Invalid,
+                format!(
+                    "{what} says it is {} {}, not {} {}",
+                    own.0, own.1, given.0, given.1
+                ),
+            )),
+            (Some(own), _) => Ok(own),
+            (None, Some((name, version))) => {
+                crate::policy::validate_plugin_name(&name).map_err(|error| {
+                    failure(ErrorCode::Invalid, format!("--name `{name}`: {error}"))
+                })?;
+                Ok((name, version))
+            }
+            (None, None) => Err(failure(
+                ErrorCode::Invalid,
+                format!(
+                    "{what} carries no plugin name and version: build it with cairn-sdk, or give --name and --version"
+                ),
+            )),
+        }
+    }
 }
 
 fn load_key(path: &Path) -> Result<SigningKey, AdminError> {
@@ -124,15 +171,9 @@ pub(crate) fn push(args: &PushArgs, quiet: bool) -> Result<Outcome, AdminError> 
             format!("{}: {error}", args.file.display()),
         )
     })?;
-    let Some((name, version)) = info.identity() else {
-        return Err(failure(
-            ErrorCode::Invalid,
-            format!(
-                "{}: the component carries no plugin name and version (build it with cairn-sdk)",
-                args.file.display()
-            ),
-        ));
-    };
+    let (name, version) = args
+        .identity
+        .resolve(info.identity(), &args.file.display().to_string())?;
     let key = load_key(&args.key)?;
     let reference = parse_reference(&args.reference)?;
     let registry = registry_for(&reference, &args.registry)?;
@@ -184,6 +225,7 @@ pub(crate) fn push(args: &PushArgs, quiet: bool) -> Result<Outcome, AdminError> 
 pub(crate) fn sign_reference(
     reference: &str,
     key_path: &Path,
+    identity: &IdentityArgs,
     registry_args: &RegistryArgs,
 ) -> Result<Outcome, AdminError> {
     let key = load_key(key_path)?;
@@ -200,12 +242,7 @@ pub(crate) fn sign_reference(
             .map_err(registry_failure)?;
         let info = component::inspect(&pulled.wasm)
             .map_err(|error| failure(ErrorCode::Invalid, error.to_string()))?;
-        let Some((name, version)) = info.identity() else {
-            return Err(failure(
-                ErrorCode::Invalid,
-                "the artifact's component carries no plugin name and version",
-            ));
-        };
+        let (name, version) = identity.resolve(info.identity(), "the artifact's component")?;
         sign_release(&registry, &reference, &digest, &key, &name, &version).await?;
         Ok((digest, name, version))
     })?;

@@ -42,11 +42,10 @@ impl KernelError {
     pub fn to_cap_error(&self) -> CapError {
         let text = self.to_string();
         match self {
-            KernelError::Invalid(_)
-            | KernelError::Policy(_)
-            | KernelError::Signature(_)
-            | KernelError::Start(_)
-            | KernelError::Conflict(_) => CapError::Invalid(text),
+            KernelError::Invalid(_) => CapError::Invalid(text),
+            KernelError::Policy(_) | KernelError::Signature(_) => CapError::Rejected(text),
+            KernelError::Start(_) => CapError::NotReady(text),
+            KernelError::Conflict(_) => CapError::Conflict(text),
             KernelError::Denied(_) => CapError::Denied(text),
             KernelError::NotFound(_) => CapError::NotFound(text),
             KernelError::Call(CallError::Timeout(_)) => CapError::Timeout(text),

@@ -18,7 +18,9 @@ use crate::runtime::{PluginIdentity, ReleaseSpec};
 use crate::state::digest::Digest;
 use crate::state::journal::{HistoryEntry, PluginRecord, RegistryOrigin, Release as ReleaseRecord};
 use crate::supply::component;
-use crate::supply::oci::{SignatureLayer, plugin_annotations, verify_signatures};
+use crate::supply::oci::{
+    SignatureLayer, claimed_identities, plugin_annotations, verify_signatures,
+};
 
 /// Where the component to install comes from.
 pub enum InstallSource {
@@ -163,6 +165,10 @@ impl Kernel {
     ) -> Result<Vetted, KernelError> {
         let info =
             component::inspect(bytes).map_err(|err| KernelError::Invalid(err.to_string()))?;
+        let claimed = match (claimed, info.identity(), &provenance) {
+            (None, None, Provenance::Registry { signatures, .. }) => signed_identity(signatures)?,
+            (claimed, _, _) => claimed,
+        };
         let (name, version) = match (info.identity(), claimed) {
             (Some(own), Some(claim)) if own != claim => {
                 return Err(KernelError::Invalid(format!(
@@ -178,7 +184,7 @@ impl Kernel {
             }
             (None, None) => {
                 return Err(KernelError::Invalid(
-                    "the component carries no plugin name and version (a `cairn-plugin` custom section): build it with cairn-sdk's export_plugin! macro, or install it with --name and --version".into(),
+                    "the component carries no plugin name and version (a `cairn-plugin` custom section): build it with cairn-sdk's export_plugin! macro, install it with --name and --version, or push and sign it with --name and --version".into(),
                 ));
             }
         };
@@ -422,5 +428,31 @@ mod tests {
             upgrade_action(&v("1.0.0"), &v("1.0.0"), true).unwrap(),
             "reinstall"
         );
+    }
+}
+
+/// The name and version the signatures of an artifact claim, when its component
+/// carries none. They are only a claim: `vet` then verifies the signatures
+/// against that name's policy, with exactly these annotations.
+fn signed_identity(
+    signatures: &[SignatureLayer],
+) -> Result<Option<(String, Version)>, KernelError> {
+    let claims = claimed_identities(signatures);
+    match claims.as_slice() {
+        [] => Ok(None),
+        [(name, version)] => {
+            let version = Version::parse(version).map_err(|err| {
+                KernelError::Invalid(format!("the signatures claim version `{version}`: {err}"))
+            })?;
+            Ok(Some((name.clone(), version)))
+        }
+        several => Err(KernelError::Invalid(format!(
+            "the component carries no name and version, and its signatures claim several: {}",
+            several
+                .iter()
+                .map(|(name, version)| format!("{name} {version}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }

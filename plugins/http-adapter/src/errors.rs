@@ -65,18 +65,20 @@ impl ApiError {
         err
     }
 
-    /// The error a capability call returned, by its kind. Host refusals that
-    /// arrive as `invalid` are told apart by their text (see [`classify_invalid`]).
+    /// The error a capability call returned, by its kind.
     pub fn from_host(error: Error) -> ApiError {
         let message = error.message().to_string();
         match error {
             Error::Denied(_) => ApiError::new(403, "denied", message),
             Error::NotFound(_) => ApiError::not_found(message),
-            Error::Invalid(_) => classify_invalid(message),
+            Error::Invalid(_) => ApiError::new(400, "invalid", message),
             Error::QuotaExceeded(_) => ApiError::new(429, "quota-exceeded", message),
             Error::Unavailable(_) => ApiError::new(503, "unavailable", message),
             Error::Timeout(_) => ApiError::new(504, "timeout", message),
             Error::Internal(_) => ApiError::new(500, "internal", message),
+            Error::Conflict(_) => ApiError::new(409, "conflict", message),
+            Error::Rejected(_) => ApiError::new(422, "rejected", message),
+            Error::NotReady(_) => ApiError::new(422, "not-ready", message),
         }
     }
 
@@ -91,51 +93,20 @@ impl ApiError {
     }
 }
 
-/// Whether a host message says a new release was started but did not become
-/// ready (init failed, state handover refused, readiness timed out): the
-/// previous release, if any, keeps serving.
-pub fn is_start_failure(message: &str) -> bool {
-    message.contains(": the new release ")
-        || message.contains(": readiness check failed")
-        || message.contains(": restoring state into the new release")
-}
-
-/// The host reports several refusals as `invalid`, each with a recognisable text.
-fn classify_invalid(message: String) -> ApiError {
-    if is_start_failure(&message) {
-        ApiError::new(422, "not-ready", message)
-    } else if message.contains("refusing to downgrade")
-        || message.contains("already installed with different contents")
-        || message.contains("is served by")
-    {
-        ApiError::new(409, "conflict", message)
-    } else if message.starts_with("signature:") || message.starts_with("policy:") {
-        ApiError::new(422, "rejected", message)
-    } else {
-        ApiError::new(400, "invalid", message)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn invalid_errors_are_told_apart() {
-        let code = |text: &str| ApiError::from_host(Error::Invalid(text.into())).code;
-        assert_eq!(
-            code("versioned: the new release is not ready: unhealthy"),
-            "not-ready"
-        );
-        assert_eq!(
-            code("versioned: the new release failed to start: init failed: x"),
-            "not-ready"
-        );
-        assert_eq!(
-            code("refusing to downgrade from 0.2.0 to 0.1.0 (use --force)"),
-            "conflict"
-        );
-        assert_eq!(code("signature: no signature"), "rejected");
-        assert_eq!(code("not a component"), "invalid");
+    fn host_error_kinds_map_to_codes_and_statuses() {
+        let mapped = |error: Error| {
+            let err = ApiError::from_host(error);
+            (err.status, err.code)
+        };
+        assert_eq!(mapped(Error::NotReady("x".into())), (422, "not-ready"));
+        assert_eq!(mapped(Error::Conflict("x".into())), (409, "conflict"));
+        assert_eq!(mapped(Error::Rejected("x".into())), (422, "rejected"));
+        assert_eq!(mapped(Error::Invalid("x".into())), (400, "invalid"));
+        assert_eq!(mapped(Error::Denied("x".into())), (403, "denied"));
     }
 }

@@ -7,7 +7,7 @@ use cairn_sdk::plugins::{self, Source};
 use serde::Deserialize;
 
 use crate::api;
-use crate::errors::{self, ApiError};
+use crate::errors::ApiError;
 use crate::http::Response;
 
 /// The request body: exactly one of `source` and `component`.
@@ -73,19 +73,11 @@ fn source_of(
 }
 
 /// A release that did not become ready changed nothing: say which version
-/// still serves (from the host's message `NAME: the new release …`).
+/// still serves (the host's message names the plugin first, `NAME: …`).
 fn explain(mut err: ApiError) -> ApiError {
-    if err.code == "not-ready" || errors::is_start_failure(&err.message) {
+    if err.code == "not-ready" {
         let name = err.message.split(':').next().unwrap_or_default().trim();
-        let serving = api::find(name).ok().flatten().map(|info| info.version);
-        err.message = match &serving {
-            Some(version) => format!(
-                "{}; the release was abandoned and {name} {version} keeps serving",
-                err.message
-            ),
-            None => format!("{}; the release was abandoned", err.message),
-        };
-        err.serving = Some(serving);
+        err.serving = Some(api::find(name).ok().flatten().map(|info| info.version));
     }
     err
 }

@@ -99,7 +99,10 @@ struct BrokerSection {
     last_will: Option<AnnouncementSection>,
     birth: Option<AnnouncementSection>,
     outbox_messages: Option<usize>,
-    #[serde(default = "default_outbox_bytes", deserialize_with = "crate::policy::serde_size::deserialize")]
+    #[serde(
+        default = "default_outbox_bytes",
+        deserialize_with = "crate::policy::serde_size::deserialize"
+    )]
     outbox_bytes: u64,
     #[serde(default, deserialize_with = "crate::config::positive_duration")]
     reconnect_min: Option<Duration>,

@@ -37,5 +37,6 @@ pub use reference::{Reference, ReferenceError};
 pub use signature::{
     COSIGN_SIGNATURE_TYPE, PLUGIN_NAME_ANNOTATION, PLUGIN_VERSION_ANNOTATION, SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING_MEDIA_TYPE, SignatureCheckError, SignatureLayer, SimpleSigning,
-    plugin_annotations, signature_tag, simple_signing_payload, verify_signatures,
+    claimed_identities, plugin_annotations, signature_tag, simple_signing_payload,
+    verify_signatures,
 };

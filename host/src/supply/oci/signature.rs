@@ -334,6 +334,28 @@ pub const PLUGIN_NAME_ANNOTATION: &str = "dev.cairn.plugin.name";
 /// Signed annotation binding a signature to the plugin's version.
 pub const PLUGIN_VERSION_ANNOTATION: &str = "dev.cairn.plugin.version";
 
+/// The plugin names and versions the signatures claim, unverified and without
+/// repeats: a component without an identity of its own takes it from here, and
+/// is then verified against the claimed name's policy (so only a signer that
+/// policy trusts can name it).
+pub fn claimed_identities(signatures: &[SignatureLayer]) -> Vec<(String, String)> {
+    let mut claims: Vec<(String, String)> = signatures
+        .iter()
+        .filter_map(|layer| {
+            let payload: SimpleSigning = serde_json::from_slice(&layer.payload).ok()?;
+            let annotations = payload.optional?;
+            let text = |key: &str| annotations.get(key)?.as_str().map(str::to_string);
+            Some((
+                text(PLUGIN_NAME_ANNOTATION)?,
+                text(PLUGIN_VERSION_ANNOTATION)?,
+            ))
+        })
+        .collect();
+    claims.sort();
+    claims.dedup();
+    claims
+}
+
 /// The annotations Cairn signs for a plugin release.
 pub fn plugin_annotations(name: &str, version: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
