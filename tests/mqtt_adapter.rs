@@ -146,7 +146,7 @@ fn commands_reach_plugins_and_the_device_with_their_correlation_ids() {
 
     let (topic, reply) = device.try_reply("ready", WAIT).unwrap();
     assert_eq!(topic, format!("cairn/{DEVICE}/resp/host/list"));
-    assert_eq!(reply["served-by"], "0.1.0");
+    assert_eq!(reply["served_by"], "0.1.0");
 
     let echoed = device.call("echo", "echo", "e1", json!({"hello": [1, 2]}));
     assert_eq!(echoed["ok"], true, "{echoed}");
@@ -393,9 +393,9 @@ fn installs_over_the_air_including_the_adapter_itself() {
     );
     assert_eq!(replaced["ok"], true, "{replaced}");
     assert_eq!(replaced["result"]["version"], "0.2.0");
-    assert_eq!(replaced["served-by"], "0.2.0");
+    assert_eq!(replaced["served_by"], "0.2.0");
     let listed = device.call("host", "list", "after", json!(null));
-    assert_eq!(listed["served-by"], "0.2.0");
+    assert_eq!(listed["served_by"], "0.2.0");
 
     // Rollback and removal over MQTT.
     let rolled = device.call("host", "rollback", "rb", json!({"plugin": "versioned"}));

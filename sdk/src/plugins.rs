@@ -8,8 +8,9 @@
 use crate::Result;
 use crate::bindings::cairn::host::plugins as host;
 
-/// What the host knows about one installed plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the host knows about one installed plugin. Serializes with the same
+/// keys as `cairn --json plugin list` (`previous_version`…).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {
     /// Plugin name, as in its policy file.
     pub name: String,
@@ -99,7 +100,7 @@ pub struct InstallFinished {
     pub tag: String,
     /// Whether the release now serves.
     pub ok: bool,
-    /// The installed plugin, when `ok`.
+    /// The installed plugin (its [`PluginInfo`] fields), when `ok`.
     pub plugin: Option<serde_json::Value>,
     /// Why it failed, when not `ok`.
     pub error: Option<InstallError>,
@@ -138,7 +139,7 @@ pub fn remove(name: &str) -> Result<()> {
 }
 
 /// How one running plugin answered its health check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PluginHealth {
     /// Plugin name.
     pub name: String,
@@ -152,8 +153,8 @@ pub struct PluginHealth {
     pub detail: Option<String>,
 }
 
-/// The device's health, summed up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The device's health, summed up (serializes as `cairn --json health` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthSummary {
     /// `ok`, `degraded` or `failing`.
     pub status: String,

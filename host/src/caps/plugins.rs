@@ -54,14 +54,14 @@ fn info(view: PluginView) -> PluginInfo {
     }
 }
 
-/// `plugin-info` as the JSON of an install-finished event (kebab-case keys, as in the WIT).
+/// `plugin-info` as the JSON of an install-finished event (the keys of `cairn --json plugin list`).
 fn info_json(info: &PluginInfo) -> serde_json::Value {
     serde_json::json!({
         "name": info.name,
         "version": info.version,
         "digest": info.digest,
         "state": info.state,
-        "previous-version": info.previous_version,
+        "previous_version": info.previous_version,
         "restarts": info.restarts,
     })
 }

@@ -38,39 +38,16 @@ pub fn metrics() -> Result<Response, ApiError> {
 /// `GET /v1/health`: every plugin's answer.
 pub fn health() -> Result<Response, ApiError> {
     let summary = plugins::health().map_err(ApiError::from_host)?;
-    let plugins: Vec<Value> = summary
-        .plugins
-        .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "version": p.version,
-                "state": p.state,
-                "health": p.health,
-                "detail": p.detail,
-            })
-        })
-        .collect();
-    Ok(Response::json(
-        200,
-        &json!({
-            "status": summary.status,
-            "uptime_secs": summary.uptime_secs,
-            "plugins": plugins,
-        }),
-    ))
+    Ok(Response::json(200, &to_json(&summary)))
 }
 
 /// A plugin as the API shows it (the same keys as `cairn --json plugin list`).
 pub fn info_json(info: &PluginInfo) -> Value {
-    json!({
-        "name": info.name,
-        "version": info.version,
-        "digest": info.digest,
-        "state": info.state,
-        "previous_version": info.previous_version,
-        "restarts": info.restarts,
-    })
+    to_json(info)
+}
+
+fn to_json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// `GET /v1/plugins`

@@ -35,14 +35,7 @@ fn args<T: for<'de> Deserialize<'de>>(payload: Value, shape: &str) -> Result<T, 
 }
 
 pub fn info_json(info: &PluginInfo) -> Value {
-    json!({
-        "name": info.name,
-        "version": info.version,
-        "digest": info.digest,
-        "state": info.state,
-        "previous-version": info.previous_version,
-        "restarts": info.restarts,
-    })
+    serde_json::to_value(info).unwrap_or(Value::Null)
 }
 
 pub fn state_json() -> Result<Value, Failure> {
@@ -52,14 +45,7 @@ pub fn state_json() -> Result<Value, Failure> {
 
 pub fn health_json() -> Result<Value, Failure> {
     let summary = plugins::health()?;
-    let plugins: Vec<Value> = summary
-        .plugins
-        .iter()
-        .map(|p| {
-            json!({"name": p.name, "version": p.version, "state": p.state, "health": p.health, "detail": p.detail})
-        })
-        .collect();
-    Ok(json!({"status": summary.status, "uptime-secs": summary.uptime_secs, "plugins": plugins}))
+    serde_json::to_value(&summary).map_err(|err| Failure::new("internal", err.to_string()))
 }
 
 /// Runs `command` on the device; `tag` identifies a background install's reply.

@@ -3,8 +3,8 @@
 //! A command is published on `cairn/{device}/cmd/{target}/{command}` with a JSON
 //! payload `{"id": "<correlation id>", "payload": <any JSON>}`; the reply goes to
 //! `cairn/{device}/resp/{target}/{command}` as
-//! `{"id": .., "ok": true, "result": <JSON>, "served-by": "<adapter version>"}` or
-//! `{"id": .., "ok": false, "error": {"code": .., "message": ..}, "served-by": ..}`.
+//! `{"id": .., "ok": true, "result": <JSON>, "served_by": "<adapter version>"}` or
+//! `{"id": .., "ok": false, "error": {"code": .., "message": ..}, "served_by": ..}`.
 //! The target `host` stands for the device itself (list, health, metrics,
 //! install, rollback, remove); any other target is a plugin whose
 //! `on-command` receives `payload` as JSON.
@@ -93,12 +93,12 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, (Option<String>, Failure
 /// A reply's JSON text.
 pub fn reply(id: Option<&str>, outcome: Result<Value, Failure>) -> Vec<u8> {
     let body = match outcome {
-        Ok(result) => json!({"id": id, "ok": true, "result": result, "served-by": SERVED_BY}),
+        Ok(result) => json!({"id": id, "ok": true, "result": result, "served_by": SERVED_BY}),
         Err(failure) => json!({
             "id": id,
             "ok": false,
             "error": {"code": failure.code, "message": failure.message},
-            "served-by": SERVED_BY,
+            "served_by": SERVED_BY,
         }),
     };
     body.to_string().into_bytes()
