@@ -1,17 +1,22 @@
 //! Commands are executed once per correlation id: the ids of recent commands
 //! and their replies are kept in kv (so a restart or a swap remembers them),
 //! and a command arriving again gets the first reply again.
+//!
+//! The ids live in a ring of `capacity` kv slots (`seen/<slot>`): recording a
+//! command overwrites the oldest slot, so each command costs one kv write.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 
 use cairn_sdk::kv;
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "seen/";
 
-/// What is remembered of one command.
+/// What is remembered of one command, in its slot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Seen {
+    id: String,
+    /// Orders the slots, so a restart continues after the newest.
     sequence: u64,
     /// The reply's topic and payload; `None` while the command still runs
     /// (an install in the background).
@@ -29,36 +34,53 @@ pub enum Verdict {
     Running,
 }
 
-/// The remembered commands' ids, oldest first.
+/// The remembered commands: which slot holds which id.
 pub struct Remembered {
-    capacity: usize,
-    order: VecDeque<String>,
+    /// Each slot's id and sequence number.
+    slots: Vec<Option<(String, u64)>>,
+    by_id: HashMap<String, usize>,
+    next_slot: usize,
     next_sequence: u64,
+}
+
+fn key(slot: usize) -> String {
+    format!("{PREFIX}{slot}")
 }
 
 impl Remembered {
     /// Loads what earlier runs remembered.
     pub fn load(capacity: usize) -> cairn_sdk::Result<Remembered> {
-        let mut found = Vec::new();
-        for key in kv::list_keys(PREFIX)? {
-            if let Some(seen) = kv::get_json::<Seen>(&key)? {
-                found.push((seen.sequence, key[PREFIX.len()..].to_string()));
-            }
-        }
-        found.sort();
-        let next_sequence = found.last().map_or(0, |(sequence, _)| sequence + 1);
+        let capacity = capacity.max(1);
         let mut remembered = Remembered {
-            capacity: capacity.max(1),
-            order: found.into_iter().map(|(_, id)| id).collect(),
-            next_sequence,
+            slots: vec![None; capacity],
+            by_id: HashMap::new(),
+            next_slot: 0,
+            next_sequence: 0,
         };
-        remembered.trim()?;
+        let mut newest: Option<(u64, usize)> = None;
+        for slot in 0..capacity {
+            let Some(seen) = kv::get_json::<Seen>(&key(slot))? else {
+                continue;
+            };
+            if newest.is_none_or(|(sequence, _)| seen.sequence > sequence) {
+                newest = Some((seen.sequence, slot));
+            }
+            remembered.by_id.insert(seen.id.clone(), slot);
+            remembered.slots[slot] = Some((seen.id, seen.sequence));
+        }
+        if let Some((sequence, slot)) = newest {
+            remembered.next_sequence = sequence + 1;
+            remembered.next_slot = (slot + 1) % capacity;
+        }
         Ok(remembered)
     }
 
     /// Looks `id` up.
     pub fn check(&self, id: &str) -> cairn_sdk::Result<Verdict> {
-        Ok(match kv::get_json::<Seen>(&format!("{PREFIX}{id}"))? {
+        let Some(slot) = self.by_id.get(id) else {
+            return Ok(Verdict::New);
+        };
+        Ok(match kv::get_json::<Seen>(&key(*slot))? {
             Some(Seen {
                 reply: Some((topic, payload)),
                 ..
@@ -78,25 +100,31 @@ impl Remembered {
         self.store(id, Some((topic.to_string(), payload.to_vec())))
     }
 
+    /// Writes `id`'s record: into its slot when it has one (a finished
+    /// install), else over the oldest slot.
     fn store(&mut self, id: &str, reply: Option<(String, Vec<u8>)>) -> cairn_sdk::Result<()> {
+        let (slot, sequence) = match self.by_id.get(id) {
+            // A finished install keeps its place in the ring.
+            Some(slot) => (*slot, self.slots[*slot].as_ref().map_or(0, |(_, seq)| *seq)),
+            None => {
+                let slot = self.next_slot;
+                self.next_slot = (slot + 1) % self.slots.len();
+                self.next_sequence += 1;
+                (slot, self.next_sequence - 1)
+            }
+        };
         let seen = Seen {
-            sequence: self.next_sequence,
+            id: id.to_string(),
+            sequence,
             reply,
         };
-        self.next_sequence += 1;
-        kv::set_json(&format!("{PREFIX}{id}"), &seen)?;
-        if !self.order.iter().any(|known| known == id) {
-            self.order.push_back(id.to_string());
+        kv::set_json(&key(slot), &seen)?;
+        if let Some((evicted, _)) = self.slots[slot].replace((id.to_string(), sequence))
+            && evicted != id
+        {
+            self.by_id.remove(&evicted);
         }
-        self.trim()
-    }
-
-    fn trim(&mut self) -> cairn_sdk::Result<()> {
-        while self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                kv::delete(&format!("{PREFIX}{oldest}"))?;
-            }
-        }
+        self.by_id.insert(id.to_string(), slot);
         Ok(())
     }
 }
