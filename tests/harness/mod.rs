@@ -70,7 +70,12 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
 /// its behaviour) overridden at build time. Cached across test processes.
 pub fn variant(crate_name: &str, version: &str, mode: &str) -> PathBuf {
     static CACHE: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let key = format!("{crate_name}-{version}-{mode}");
+    // The sources' fingerprint is part of the key, so an edit to the plugin,
+    // the SDK or the WIT never serves a stale build.
+    let key = format!(
+        "{crate_name}-{version}-{mode}-{:016x}",
+        sources_fingerprint(crate_name)
+    );
     let cache = CACHE.get_or_init(Default::default);
     if let Some(path) = cache.lock().unwrap().get(&key) {
         return path.clone();
@@ -112,6 +117,39 @@ pub fn variant(crate_name: &str, version: &str, mode: &str) -> PathBuf {
     });
     cache.lock().unwrap().insert(key, out.clone());
     out
+}
+
+/// A hash of the paths, sizes and modification times of everything a plugin
+/// variant is built from: its crate, the SDK and the WIT.
+fn sources_fingerprint(crate_name: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    fn walk(dir: &Path, hasher: &mut DefaultHasher) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|entry| entry.path()).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                walk(&path, hasher);
+            } else if let Ok(meta) = fs::metadata(&path) {
+                path.hash(hasher);
+                meta.len().hash(hasher);
+                meta.modified().ok().hash(hasher);
+            }
+        }
+    }
+    let mut hasher = DefaultHasher::new();
+    let root = workspace();
+    for dir in [
+        root.join("wit"),
+        root.join("sdk"),
+        root.join("plugins").join(crate_name),
+        root.join("tests/plugins").join(crate_name),
+    ] {
+        walk(&dir, &mut hasher);
+    }
+    hasher.finish()
 }
 
 /// The `cairn` binary under test.
