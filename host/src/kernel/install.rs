@@ -398,6 +398,32 @@ pub(super) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The name and version the signatures of an artifact claim, when its component
+/// carries none. They are only a claim: `vet` then verifies the signatures
+/// against that name's policy, with exactly these annotations.
+fn signed_identity(
+    signatures: &[SignatureLayer],
+) -> Result<Option<(String, Version)>, KernelError> {
+    let claims = claimed_identities(signatures);
+    match claims.as_slice() {
+        [] => Ok(None),
+        [(name, version)] => {
+            let version = Version::parse(version).map_err(|err| {
+                KernelError::Invalid(format!("the signatures claim version `{version}`: {err}"))
+            })?;
+            Ok(Some((name.clone(), version)))
+        }
+        several => Err(KernelError::Invalid(format!(
+            "the component carries no name and version, and its signatures claim several: {}",
+            several
+                .iter()
+                .map(|(name, version)| format!("{name} {version}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,31 +454,5 @@ mod tests {
             upgrade_action(&v("1.0.0"), &v("1.0.0"), true).unwrap(),
             "reinstall"
         );
-    }
-}
-
-/// The name and version the signatures of an artifact claim, when its component
-/// carries none. They are only a claim: `vet` then verifies the signatures
-/// against that name's policy, with exactly these annotations.
-fn signed_identity(
-    signatures: &[SignatureLayer],
-) -> Result<Option<(String, Version)>, KernelError> {
-    let claims = claimed_identities(signatures);
-    match claims.as_slice() {
-        [] => Ok(None),
-        [(name, version)] => {
-            let version = Version::parse(version).map_err(|err| {
-                KernelError::Invalid(format!("the signatures claim version `{version}`: {err}"))
-            })?;
-            Ok(Some((name.clone(), version)))
-        }
-        several => Err(KernelError::Invalid(format!(
-            "the component carries no name and version, and its signatures claim several: {}",
-            several
-                .iter()
-                .map(|(name, version)| format!("{name} {version}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
     }
 }
