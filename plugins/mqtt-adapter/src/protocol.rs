@@ -109,3 +109,65 @@ pub fn as_json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_topics_split_into_target_and_command() {
+        assert_eq!(
+            parse_topic("cairn/pump-7/cmd/counter/increment"),
+            Some(Route {
+                target: "counter",
+                command: "increment"
+            })
+        );
+        for bad in [
+            "cairn/pump-7/cmd/counter",
+            "cairn/pump-7/cmd/counter/increment/extra",
+            "cairn/pump-7/cmd//increment",
+            "cairn/pump-7/resp/counter/increment",
+            "other/pump-7/cmd/counter/increment",
+        ] {
+            assert_eq!(parse_topic(bad), None, "{bad}");
+        }
+        assert_eq!(
+            reply_topic("cairn/pump-7/cmd/counter/increment"),
+            "cairn/pump-7/resp/counter/increment"
+        );
+    }
+
+    #[test]
+    fn a_malformed_request_keeps_its_id_when_it_has_one() {
+        let request = parse_request(br#"{"id": "a1", "payload": {"by": 2}}"#).unwrap();
+        assert_eq!(
+            (request.id.as_str(), &request.payload),
+            ("a1", &json!({"by": 2}))
+        );
+        let (id, failure) = parse_request(br#"{"id": "a2", "extra": 1}"#).unwrap_err();
+        assert_eq!(
+            (id.as_deref(), failure.code.as_str()),
+            (Some("a2"), "invalid")
+        );
+        let (id, _) = parse_request(b"not json").unwrap_err();
+        assert_eq!(id, None);
+        let (id, _) = parse_request(br#"{"payload": 1}"#).unwrap_err();
+        assert_eq!(id, None);
+    }
+
+    #[test]
+    fn replies_carry_the_id_and_the_outcome() {
+        let ok: Value = serde_json::from_slice(&reply(Some("a"), Ok(json!(3)))).unwrap();
+        assert_eq!(
+            (ok["id"].as_str(), ok["ok"].as_bool(), &ok["result"]),
+            (Some("a"), Some(true), &json!(3))
+        );
+        let failed: Value =
+            serde_json::from_slice(&reply(None, Err(Failure::new("not-found", "no")))).unwrap();
+        assert!(failed["id"].is_null());
+        assert_eq!(failed["error"]["code"], "not-found");
+        assert_eq!(as_json(b"{\"a\":1}"), json!({"a": 1}));
+        assert_eq!(as_json(b"plain"), json!("plain"));
+    }
+}
