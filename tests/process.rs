@@ -1,0 +1,425 @@
+//! The process capability against real processes: output and exit events,
+//! stopping with a grace period, grants and refusals, user switch,
+//! no_new_privs, capability bounding set and rlimits, cgroup limits, the
+//! quota, ownership across a swap, re-adoption after a daemon crash, and
+//! stopping on plugin removal and daemon stop.
+
+mod harness;
+
+use std::os::unix::fs::symlink;
+use std::time::{Duration, Instant};
+
+use harness::{Daemon, plugin_wasm, variant};
+use serde_json::{Value, json};
+
+const PROBE: &str = "process-probe";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A daemon with the probe installed; kills (by process group) every process
+/// spawned through it when dropped, so a failing test leaves nothing behind.
+struct Fixture {
+    daemon: Daemon,
+    pids: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for pid in self.pids.borrow().iter() {
+            // SAFETY: signalling process groups this test started.
+            unsafe { libc::kill(-(*pid as libc::pid_t), libc::SIGKILL) };
+        }
+    }
+}
+
+fn fixture() -> Fixture {
+    let daemon = Daemon::start();
+    daemon.install(&plugin_wasm("process_probe")).unwrap();
+    Fixture {
+        daemon,
+        pids: Default::default(),
+    }
+}
+
+impl Fixture {
+    fn call(&self, command: &str, payload: Value) -> Result<Value, String> {
+        self.daemon.call(PROBE, command, &payload.to_string())
+    }
+
+    /// Spawns; Ok((id, pid)).
+    fn spawn(&self, spec: Value) -> Result<(u64, u32), String> {
+        let id = self.call("spawn", spec)?["id"].as_u64().unwrap();
+        let pid = self.info(id)["pid"].as_u64().unwrap() as u32;
+        self.pids.borrow_mut().push(pid);
+        Ok((id, pid))
+    }
+
+    fn sleeper(&self, name: &str) -> (u64, u32) {
+        self.spawn(json!({"name": name, "exe": "/usr/bin/sleep", "args": ["100"]}))
+            .unwrap()
+    }
+
+    fn info(&self, id: u64) -> Value {
+        self.call("info", json!({ "id": id })).unwrap()
+    }
+
+    fn stop(&self, id: u64, grace_ms: u64) -> Value {
+        self.call("stop", json!({"id": id, "grace_ms": grace_ms}))
+            .unwrap()
+    }
+
+    /// The exit event for `name`, waiting for it.
+    fn exit_event(&self, name: &str) -> Value {
+        let mut found = None;
+        self.daemon.eventually(WAIT, || {
+            let exits = self.call("exits", json!(null)).unwrap();
+            found = exits
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|exit| exit["name"] == name)
+                .cloned();
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no exit event for {name}:\n{}", self.daemon.daemon_log()))
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat[stat.rfind(')')? + 1..].to_string();
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// A field of /proc/PID/status.
+fn status(pid: u32, field: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+fn gone(daemon: &Daemon, pid: u32) -> bool {
+    daemon.eventually(WAIT, || !alive(pid))
+}
+
+#[test]
+fn output_is_captured_and_exits_are_reported_with_their_code() {
+    let f = fixture();
+    let (id, _) = f
+        .spawn(json!({"name": "greeter", "exe": "/usr/bin/printf", "args": ["hello %s\\n", "world"]}))
+        .unwrap();
+    let exit = f.exit_event("greeter");
+    assert_eq!(exit["code"], 0, "{exit}");
+    assert_eq!(exit["id"], id);
+    assert!(exit["signal"].is_null());
+    let info = f.info(id);
+    assert_eq!(info["running"], false);
+    assert_eq!(info["exit_code"], 0);
+    let mut output = Value::Null;
+    assert!(f.daemon.eventually(WAIT, || {
+        output = f.call("output", json!({ "id": id })).unwrap();
+        output["stdout"] == "hello world\n"
+    }), "{output}");
+    assert_eq!(output["total"], 12);
+
+    // A failing process: its code and its stderr.
+    let (id, _) = f
+        .spawn(json!({"name": "bad-sleep", "exe": "/usr/bin/sleep", "args": ["not-a-number"]}))
+        .unwrap();
+    assert_eq!(f.exit_event("bad-sleep")["code"], 1);
+    assert!(f.daemon.eventually(WAIT, || {
+        let output = f.call("output", json!({ "id": id })).unwrap();
+        output["stderr"].as_str().unwrap().contains("invalid time interval")
+    }));
+    // Each line also reaches the host log, with plugin and process name.
+    let log = f.daemon.daemon_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("hello world"))
+        .unwrap_or_else(|| panic!("output not logged:\n{log}"));
+    assert!(line.contains("cairn::process") && line.contains("greeter"), "{line}");
+}
+
+#[test]
+fn stop_terminates_within_the_grace() {
+    let f = fixture();
+    let (id, pid) = f.sleeper("napper");
+    assert!(alive(pid));
+    assert_eq!(f.info(id)["running"], true);
+    let started = Instant::now();
+    let info = f.stop(id, 5000);
+    assert!(started.elapsed() < Duration::from_secs(3), "stop waited for the grace");
+    assert_eq!(info["running"], false, "{info}");
+    assert_eq!(info["exit_signal"], "SIGTERM");
+    assert!(!alive(pid));
+    assert_eq!(f.exit_event("napper")["signal"], "SIGTERM");
+    // Signalling an exited process is refused.
+    let err = f.call("signal", json!({"id": id, "signal": "HUP"})).unwrap_err();
+    assert!(err.contains("not-found"), "{err}");
+}
+
+#[test]
+fn a_process_ignoring_sigterm_is_killed_with_its_group_after_the_grace() {
+    let f = fixture();
+    let (id, pid) = f
+        .spawn(json!({"name": "stubborn", "exe": "/bin/sh", "args": ["-c", "trap '' TERM; sleep 100"]}))
+        .unwrap();
+    // Wait until the shell ignores SIGTERM and its child runs.
+    assert!(f.daemon.eventually(WAIT, || {
+        u64::from_str_radix(&status(pid, "SigIgn"), 16).unwrap() & (1 << 14) != 0
+            && group_members(pid).len() == 2
+    }));
+    let started = Instant::now();
+    let info = f.stop(id, 700);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(700), "killed after {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(info["exit_signal"], "SIGKILL", "{info}");
+    assert!(gone(&f.daemon, pid));
+    assert!(
+        f.daemon.eventually(WAIT, || group_members(pid).is_empty()),
+        "the group outlived the stop: {:?}",
+        group_members(pid)
+    );
+}
+
+#[test]
+fn calls_outside_the_grant_are_denied_and_audited() {
+    let f = fixture();
+    let refused = [
+        json!({"name": "a", "exe": "/usr/bin/true"}),
+        json!({"name": "b", "exe": "/usr/bin/sleep", "args": ["1", "2"]}),
+        json!({"name": "c", "exe": "/usr/bin/sleep", "args": ["1"], "user": "root"}),
+        json!({"name": "d", "exe": "/usr/bin/sleep", "args": ["1"], "env": [["LD_PRELOAD", "/tmp/x.so"]]}),
+        json!({"name": "e", "exe": "/usr/bin/sleep", "args": ["1"], "capabilities": ["CAP_SYS_ADMIN"]}),
+        json!({"name": "f", "exe": "/bin/sh", "args": ["-c", "rm -rf /tmp/x"]}),
+    ];
+    for spec in refused {
+        let err = f.spawn(spec.clone()).unwrap_err();
+        assert!(err.contains("denied"), "{spec}: {err}");
+    }
+    let err = f
+        .spawn(json!({"name": "bad name!", "exe": "/usr/bin/sleep", "args": ["1"]}))
+        .unwrap_err();
+    assert!(err.contains("invalid"), "{err}");
+    let log = f.daemon.daemon_log();
+    let audits = log
+        .lines()
+        .filter(|line| line.contains("cairn::audit") && line.contains("process"))
+        .count();
+    assert!(audits >= 6, "{audits} audit lines:\n{log}");
+    assert!(log.contains("/usr/bin/true"), "{log}");
+    assert_eq!(f.call("list", json!(null)).unwrap(), json!([]));
+}
+
+#[test]
+fn shells_are_refused_without_allow_shell() {
+    let daemon = Daemon::start();
+    let policy = |exe: &str| {
+        format!(
+            "[plugin]\nname = \"process-probe\"\nsigners = [\"dev\"]\n[grants.process]\n[[grants.process.allow]]\nexe = \"{exe}\"\n"
+        )
+    };
+    // Naming a shell is refused when the policy is checked.
+    daemon.write_policy(PROBE, &policy("/bin/sh"));
+    let err = daemon.install(&plugin_wasm("process_probe")).unwrap_err();
+    assert!(err.contains("allow-shell"), "{err}");
+    // A shell under another name is refused when spawned.
+    let disguised = daemon.root().join("runner");
+    symlink("/bin/sh", &disguised).unwrap();
+    daemon.write_policy(PROBE, &policy(disguised.to_str().unwrap()));
+    daemon.install(&plugin_wasm("process_probe")).unwrap();
+    let err = daemon
+        .call(PROBE, "spawn", &json!({"name": "x", "exe": disguised, "args": ["-c", "true"]}).to_string())
+        .unwrap_err();
+    assert!(err.contains("denied") && err.contains("shell"), "{err}");
+}
+
+#[test]
+fn user_no_new_privs_capabilities_rlimits_and_environment_apply() {
+    let f = fixture();
+    let (_, pid) = f
+        .spawn(json!({
+            "name": "confined",
+            "exe": "/usr/bin/sleep",
+            "args": ["100"],
+            "user": "nobody",
+            "env": [["GREETING", "hi"]],
+            "open_files": 64,
+            "memory_bytes": 268435456u64,
+        }))
+        .unwrap();
+    assert!(f.daemon.eventually(WAIT, || status(pid, "Name") == "sleep"));
+    assert!(status(pid, "Uid").starts_with("65534\t65534"), "{}", status(pid, "Uid"));
+    assert!(status(pid, "Gid").starts_with("65534\t65534"), "{}", status(pid, "Gid"));
+    assert_eq!(status(pid, "NoNewPrivs"), "1");
+    assert_eq!(status(pid, "CapBnd"), "0000000000000000");
+    assert_eq!(status(pid, "CapEff"), "0000000000000000");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let row = |name: &str| {
+        limits
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(row("Max open files").contains("64 64"), "{limits}");
+    assert!(row("Max address space").contains("268435456 268435456"), "{limits}");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert_eq!(environ, b"GREETING=hi\0");
+    // Its own session and process group.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
+    assert_eq!((fields[2], fields[3]), (pid.to_string().as_str(), pid.to_string().as_str()));
+
+    // As the daemon's user (root here), the capabilities are gone all the same.
+    let (_, root_pid) = f.sleeper("as-root");
+    assert!(f.daemon.eventually(WAIT, || status(root_pid, "Name") == "sleep"));
+    assert_eq!(status(root_pid, "CapEff"), "0000000000000000");
+    assert_eq!(status(root_pid, "CapBnd"), "0000000000000000");
+}
+
+#[test]
+fn cgroup_limits_are_refused_clearly_without_cgroup_v2() {
+    let v2_memory = ["/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"]
+        .iter()
+        .any(|path| std::fs::read_to_string(path).is_ok_and(|text| text.contains("memory")));
+    if v2_memory {
+        eprintln!("cgroup v2 with the memory controller is available here: nothing to refuse");
+        return;
+    }
+    let f = fixture();
+    let spec = json!({"name": "limited", "exe": "/usr/bin/sleep", "args": ["100"], "memory_max": 67108864});
+    let err = f.spawn(spec).unwrap_err();
+    assert!(err.contains("unavailable") && err.contains("cgroup"), "{err}");
+    let (id, _) = f
+        .spawn(json!({"name": "limited", "exe": "/usr/bin/sleep", "args": ["100"], "memory_max": 67108864, "best_effort": true}))
+        .unwrap();
+    let note = f.info(id)["limits_note"].as_str().unwrap().to_string();
+    assert!(note.contains("cgroup limits not applied"), "{note}");
+}
+
+#[test]
+fn max_processes_and_unique_names_are_enforced() {
+    let f = fixture();
+    let (first, _) = f.sleeper("s1");
+    let err = f
+        .spawn(json!({"name": "s1", "exe": "/usr/bin/sleep", "args": ["100"]}))
+        .unwrap_err();
+    assert!(err.contains("invalid") && err.contains("already running"), "{err}");
+    for name in ["s2", "s3", "s4"] {
+        f.sleeper(name);
+    }
+    let err = f
+        .spawn(json!({"name": "s5", "exe": "/usr/bin/sleep", "args": ["100"]}))
+        .unwrap_err();
+    assert!(err.contains("quota-exceeded"), "{err}");
+    f.stop(first, 1000);
+    f.sleeper("s5");
+    assert_eq!(f.call("list", json!(null)).unwrap().as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn processes_belong_to_the_plugin_across_a_swap() {
+    let f = fixture();
+    let (id, pid) = f.sleeper("keeper");
+    f.daemon.install(&variant(PROBE, "0.2.0", "")).unwrap();
+    assert_eq!(f.call("version", json!(null)).unwrap()["version"], "0.2.0");
+    let found = f.call("find", json!({"name": "keeper"})).unwrap();
+    assert_eq!(found["id"], id);
+    assert_eq!(found["pid"], pid);
+    assert_eq!(found["running"], true);
+    let info = f.stop(id, 2000);
+    assert_eq!(info["exit_signal"], "SIGTERM");
+    assert!(!alive(pid));
+    // The new release receives the exit event.
+    assert_eq!(f.exit_event("keeper")["signal"], "SIGTERM");
+}
+
+#[test]
+fn after_a_daemon_crash_running_processes_are_re_adopted() {
+    let mut f = fixture();
+    let (id, pid) = f.sleeper("survivor");
+    let (_, victim) = f.sleeper("victim");
+    f.daemon.kill9();
+    assert!(alive(pid), "the process died with the daemon");
+    // SAFETY: killing a process this test started.
+    unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    assert!(gone(&f.daemon, victim));
+    f.daemon.restart();
+    let list = f.call("list", json!(null)).unwrap();
+    let entry = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    };
+    let survivor = entry("survivor");
+    assert_eq!((survivor["id"].as_u64(), survivor["pid"].as_u64()), (Some(id), Some(pid.into())));
+    assert_eq!(survivor["running"], true);
+    assert_eq!(survivor["adopted"], true);
+    let victim_entry = entry("victim");
+    assert_eq!(victim_entry["running"], false);
+    assert!(victim_entry["exit_code"].is_null() && victim_entry["exit_signal"].is_null());
+    // Still under control: stopping it works, and the exit is reported.
+    let info = f.stop(id, 2000);
+    assert_eq!(info["running"], false, "{info}");
+    assert!(!alive(pid));
+    let exit = f.exit_event("survivor");
+    assert!(exit["code"].is_null() && exit["signal"].is_null(), "{exit}");
+    // New spawns do not reuse the adopted ids.
+    let (next, _) = f.sleeper("next");
+    assert!(next > id);
+}
+
+#[test]
+fn removing_the_plugin_stops_its_processes() {
+    let f = fixture();
+    let (_, pid) = f.sleeper("doomed");
+    f.daemon.cli_json(&["plugin", "remove", PROBE]).unwrap();
+    assert!(!alive(pid), "still running after the removal");
+}
+
+#[test]
+fn stopping_the_daemon_stops_every_process() {
+    let mut f = fixture();
+    let (_, pid) = f.sleeper("one");
+    let (_, other) = f.sleeper("two");
+    f.daemon.terminate();
+    assert!(!alive(pid) && !alive(other));
+    // Nothing is re-adopted on the next start.
+    f.daemon.restart();
+    assert_eq!(f.call("list", json!(null)).unwrap(), json!([]));
+}
