@@ -134,7 +134,9 @@ fn gone(daemon: &Daemon, pid: u32) -> bool {
 fn output_is_captured_and_exits_are_reported_with_their_code() {
     let f = fixture();
     let (id, _) = f
-        .spawn(json!({"name": "greeter", "exe": "/usr/bin/printf", "args": ["hello %s\\n", "world"]}))
+        .spawn(
+            json!({"name": "greeter", "exe": "/usr/bin/printf", "args": ["hello %s\\n", "world"]}),
+        )
         .unwrap();
     let exit = f.exit_event("greeter");
     assert_eq!(exit["code"], 0, "{exit}");
@@ -144,10 +146,13 @@ fn output_is_captured_and_exits_are_reported_with_their_code() {
     assert_eq!(info["running"], false);
     assert_eq!(info["exit_code"], 0);
     let mut output = Value::Null;
-    assert!(f.daemon.eventually(WAIT, || {
-        output = f.call("output", json!({ "id": id })).unwrap();
-        output["stdout"] == "hello world\n"
-    }), "{output}");
+    assert!(
+        f.daemon.eventually(WAIT, || {
+            output = f.call("output", json!({ "id": id })).unwrap();
+            output["stdout"] == "hello world\n"
+        }),
+        "{output}"
+    );
     assert_eq!(output["total"], 12);
 
     // A failing process: its code and its stderr.
@@ -157,7 +162,10 @@ fn output_is_captured_and_exits_are_reported_with_their_code() {
     assert_eq!(f.exit_event("bad-sleep")["code"], 1);
     assert!(f.daemon.eventually(WAIT, || {
         let output = f.call("output", json!({ "id": id })).unwrap();
-        output["stderr"].as_str().unwrap().contains("invalid time interval")
+        output["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("invalid time interval")
     }));
     // Each line also reaches the host log, with plugin and process name.
     let log = f.daemon.daemon_log();
@@ -165,7 +173,10 @@ fn output_is_captured_and_exits_are_reported_with_their_code() {
         .lines()
         .find(|line| line.contains("hello world"))
         .unwrap_or_else(|| panic!("output not logged:\n{log}"));
-    assert!(line.contains("cairn::process") && line.contains("greeter"), "{line}");
+    assert!(
+        line.contains("cairn::process") && line.contains("greeter"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -176,13 +187,18 @@ fn stop_terminates_within_the_grace() {
     assert_eq!(f.info(id)["running"], true);
     let started = Instant::now();
     let info = f.stop(id, 5000);
-    assert!(started.elapsed() < Duration::from_secs(3), "stop waited for the grace");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stop waited for the grace"
+    );
     assert_eq!(info["running"], false, "{info}");
     assert_eq!(info["exit_signal"], "SIGTERM");
     assert!(!alive(pid));
     assert_eq!(f.exit_event("napper")["signal"], "SIGTERM");
     // Signalling an exited process is refused.
-    let err = f.call("signal", json!({"id": id, "signal": "HUP"})).unwrap_err();
+    let err = f
+        .call("signal", json!({"id": id, "signal": "HUP"}))
+        .unwrap_err();
     assert!(err.contains("not-found"), "{err}");
 }
 
@@ -258,7 +274,11 @@ fn shells_are_refused_without_allow_shell() {
     daemon.write_policy(PROBE, &policy(disguised.to_str().unwrap()));
     daemon.install(&plugin_wasm("process_probe")).unwrap();
     let err = daemon
-        .call(PROBE, "spawn", &json!({"name": "x", "exe": disguised, "args": ["-c", "true"]}).to_string())
+        .call(
+            PROBE,
+            "spawn",
+            &json!({"name": "x", "exe": disguised, "args": ["-c", "true"]}).to_string(),
+        )
         .unwrap_err();
     assert!(err.contains("denied") && err.contains("shell"), "{err}");
 }
@@ -278,8 +298,16 @@ fn user_no_new_privs_capabilities_rlimits_and_environment_apply() {
         }))
         .unwrap();
     assert!(f.daemon.eventually(WAIT, || status(pid, "Name") == "sleep"));
-    assert!(status(pid, "Uid").starts_with("65534\t65534"), "{}", status(pid, "Uid"));
-    assert!(status(pid, "Gid").starts_with("65534\t65534"), "{}", status(pid, "Gid"));
+    assert!(
+        status(pid, "Uid").starts_with("65534\t65534"),
+        "{}",
+        status(pid, "Uid")
+    );
+    assert!(
+        status(pid, "Gid").starts_with("65534\t65534"),
+        "{}",
+        status(pid, "Gid")
+    );
     assert_eq!(status(pid, "NoNewPrivs"), "1");
     assert_eq!(status(pid, "CapBnd"), "0000000000000000");
     assert_eq!(status(pid, "CapEff"), "0000000000000000");
@@ -294,26 +322,40 @@ fn user_no_new_privs_capabilities_rlimits_and_environment_apply() {
             .join(" ")
     };
     assert!(row("Max open files").contains("64 64"), "{limits}");
-    assert!(row("Max address space").contains("268435456 268435456"), "{limits}");
+    assert!(
+        row("Max address space").contains("268435456 268435456"),
+        "{limits}"
+    );
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     assert_eq!(environ, b"GREETING=hi\0");
     // Its own session and process group.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
-    assert_eq!((fields[2], fields[3]), (pid.to_string().as_str(), pid.to_string().as_str()));
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (fields[2], fields[3]),
+        (pid.to_string().as_str(), pid.to_string().as_str())
+    );
 
     // As the daemon's user (root here), the capabilities are gone all the same.
     let (_, root_pid) = f.sleeper("as-root");
-    assert!(f.daemon.eventually(WAIT, || status(root_pid, "Name") == "sleep"));
+    assert!(
+        f.daemon
+            .eventually(WAIT, || status(root_pid, "Name") == "sleep")
+    );
     assert_eq!(status(root_pid, "CapEff"), "0000000000000000");
     assert_eq!(status(root_pid, "CapBnd"), "0000000000000000");
 }
 
 #[test]
 fn cgroup_limits_are_refused_clearly_without_cgroup_v2() {
-    let v2_memory = ["/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"]
-        .iter()
-        .any(|path| std::fs::read_to_string(path).is_ok_and(|text| text.contains("memory")));
+    let v2_memory = [
+        "/sys/fs/cgroup/cgroup.controllers",
+        "/sys/fs/cgroup/unified/cgroup.controllers",
+    ]
+    .iter()
+    .any(|path| std::fs::read_to_string(path).is_ok_and(|text| text.contains("memory")));
     if v2_memory {
         eprintln!("cgroup v2 with the memory controller is available here: nothing to refuse");
         return;
@@ -321,7 +363,10 @@ fn cgroup_limits_are_refused_clearly_without_cgroup_v2() {
     let f = fixture();
     let spec = json!({"name": "limited", "exe": "/usr/bin/sleep", "args": ["100"], "memory_max": 67108864});
     let err = f.spawn(spec).unwrap_err();
-    assert!(err.contains("unavailable") && err.contains("cgroup"), "{err}");
+    assert!(
+        err.contains("unavailable") && err.contains("cgroup"),
+        "{err}"
+    );
     let (id, _) = f
         .spawn(json!({"name": "limited", "exe": "/usr/bin/sleep", "args": ["100"], "memory_max": 67108864, "best_effort": true}))
         .unwrap();
@@ -336,7 +381,10 @@ fn max_processes_and_unique_names_are_enforced() {
     let err = f
         .spawn(json!({"name": "s1", "exe": "/usr/bin/sleep", "args": ["100"]}))
         .unwrap_err();
-    assert!(err.contains("invalid") && err.contains("already running"), "{err}");
+    assert!(
+        err.contains("invalid") && err.contains("already running"),
+        "{err}"
+    );
     for name in ["s2", "s3", "s4"] {
         f.sleeper(name);
     }
@@ -346,7 +394,14 @@ fn max_processes_and_unique_names_are_enforced() {
     assert!(err.contains("quota-exceeded"), "{err}");
     f.stop(first, 1000);
     f.sleeper("s5");
-    assert_eq!(f.call("list", json!(null)).unwrap().as_array().unwrap().len(), 5);
+    assert_eq!(
+        f.call("list", json!(null))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
 }
 
 #[test]
@@ -371,6 +426,17 @@ fn after_a_daemon_crash_running_processes_are_re_adopted() {
     let mut f = fixture();
     let (id, pid) = f.sleeper("survivor");
     let (_, victim) = f.sleeper("victim");
+    // A process writing all the time would die of SIGPIPE at its next write
+    // if its output were a pipe to the dead daemon.
+    let (ticker_id, ticker) = f
+        .spawn(json!({"name": "ticker", "exe": "/bin/sh",
+            "args": ["-c", "trap '' TERM; while sleep 0.1; do echo tick; done"]}))
+        .unwrap();
+    let ticks = |f: &Fixture| {
+        let output = f.call("output", json!({ "id": ticker_id })).unwrap();
+        output["stdout"].as_str().unwrap().matches("tick").count()
+    };
+    assert!(f.daemon.eventually(WAIT, || ticks(&f) > 0));
     f.daemon.kill9();
     assert!(alive(pid), "the process died with the daemon");
     // SAFETY: killing a process this test started.
@@ -387,12 +453,21 @@ fn after_a_daemon_crash_running_processes_are_re_adopted() {
             .unwrap_or_else(|| panic!("{name} not listed: {list}"))
     };
     let survivor = entry("survivor");
-    assert_eq!((survivor["id"].as_u64(), survivor["pid"].as_u64()), (Some(id), Some(pid.into())));
+    assert_eq!(
+        (survivor["id"].as_u64(), survivor["pid"].as_u64()),
+        (Some(id), Some(pid.into()))
+    );
     assert_eq!(survivor["running"], true);
     assert_eq!(survivor["adopted"], true);
     let victim_entry = entry("victim");
     assert_eq!(victim_entry["running"], false);
     assert!(victim_entry["exit_code"].is_null() && victim_entry["exit_signal"].is_null());
+    // The writer survived, and its output is followed again.
+    assert!(f.daemon.eventually(WAIT, || ticks(&f) >= 3));
+    assert!(alive(ticker), "the writer died while the daemon was away");
+    assert_eq!(entry("ticker")["adopted"], true);
+    assert_eq!(f.stop(ticker_id, 300)["running"], false);
+    assert!(gone(&f.daemon, ticker) && group_members(ticker).is_empty());
     // Still under control: stopping it works, and the exit is reported.
     let info = f.stop(id, 2000);
     assert_eq!(info["running"], false, "{info}");

@@ -82,19 +82,21 @@ pub fn validate(grant: &ProcessGrant) -> Result<(), String> {
                 entry.exe
             ));
         }
-        if let Some(args) = &entry.args {
-            if let Some(position) = args.iter().position(|arg| arg == "**") {
-                if position + 1 != args.len() {
-                    return Err(format!(
-                        "exe `{}`: `**` may only be the last argument pattern",
-                        entry.exe
-                    ));
-                }
-            }
+        if let Some(args) = &entry.args
+            && let Some(position) = args.iter().position(|arg| arg == "**")
+            && position + 1 != args.len()
+        {
+            return Err(format!(
+                "exe `{}`: `**` may only be the last argument pattern",
+                entry.exe
+            ));
         }
         for name in entry.users.iter().chain(&entry.groups) {
             if name.is_empty() || name.contains(['/', ':', '\0']) {
-                return Err(format!("exe `{}`: `{name}` is not a user or group name", entry.exe));
+                return Err(format!(
+                    "exe `{}`: `{name}` is not a user or group name",
+                    entry.exe
+                ));
             }
         }
         for cap in &entry.capabilities {
@@ -148,7 +150,11 @@ pub fn args_match(patterns: Option<&[String]>, args: &[String]) -> bool {
 impl ProcessGrant {
     /// The first entry allowing `exe` with `args`, or why none does.
     pub fn entry_for(&self, exe: &str, args: &[String]) -> Result<&AllowEntry, String> {
-        let mut same_exe = self.allow.iter().filter(|entry| entry.exe == exe).peekable();
+        let mut same_exe = self
+            .allow
+            .iter()
+            .filter(|entry| entry.exe == exe)
+            .peekable();
         if same_exe.peek().is_none() {
             return Err(format!("running `{exe}` is outside the grant"));
         }
@@ -221,7 +227,13 @@ mod tests {
             "[[allow]]\nexe = \"/usr/bin/sleep\"\nargs = [\"1\"]\n[[allow]]\nexe = \"/usr/bin/sleep\"\nargs = [\"2\"]\nusers = [\"nobody\"]",
         )
         .unwrap();
-        assert!(grant.entry_for("/usr/bin/sleep", &strings(&["2"])).unwrap().users == ["nobody"]);
+        assert!(
+            grant
+                .entry_for("/usr/bin/sleep", &strings(&["2"]))
+                .unwrap()
+                .users
+                == ["nobody"]
+        );
         assert!(grant.entry_for("/usr/bin/sleep", &strings(&["3"])).is_err());
         assert!(grant.entry_for("/usr/bin/true", &[]).is_err());
     }

@@ -101,12 +101,19 @@ impl InstanceState {
         }
         let exe = Path::new(&spec.exe);
         if !exe.is_absolute() {
-            return Err(CapError::Invalid(format!("exe `{}` is not an absolute path", spec.exe)));
+            return Err(CapError::Invalid(format!(
+                "exe `{}` is not an absolute path",
+                spec.exe
+            )));
         }
         if spec.exe.contains('\0') || spec.args.iter().any(|arg| arg.contains('\0')) {
-            return Err(CapError::Invalid("exe and arguments may not contain NUL".into()));
+            return Err(CapError::Invalid(
+                "exe and arguments may not contain NUL".into(),
+            ));
         }
-        let entry = grant.entry_for(&spec.exe, &spec.args).map_err(|msg| self.refuse(msg))?;
+        let entry = grant
+            .entry_for(&spec.exe, &spec.args)
+            .map_err(|msg| self.refuse(msg))?;
         let resolved = std::fs::canonicalize(exe).ok();
         if !grant.allow_shell
             && (grant::is_shell(exe) || resolved.as_deref().is_some_and(grant::is_shell))
@@ -118,7 +125,9 @@ impl InstanceState {
         }
         for (key, value) in &spec.env {
             if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
-                return Err(CapError::Invalid(format!("bad environment variable `{key}`")));
+                return Err(CapError::Invalid(format!(
+                    "bad environment variable `{key}`"
+                )));
             }
             if key.starts_with("LD_") {
                 return Err(self.refuse(format!(
@@ -126,16 +135,21 @@ impl InstanceState {
                 )));
             }
         }
-        if let Some(cwd) = &spec.cwd {
-            if !Path::new(cwd).is_absolute() || cwd.contains('\0') {
-                return Err(CapError::Invalid(format!("cwd `{cwd}` is not an absolute path")));
-            }
+        if let Some(cwd) = &spec.cwd
+            && (!Path::new(cwd).is_absolute() || cwd.contains('\0'))
+        {
+            return Err(CapError::Invalid(format!(
+                "cwd `{cwd}` is not an absolute path"
+            )));
         }
         let lookup = |err: std::io::Error| CapError::Internal(format!("looking up users: {err}"));
         let account = match &spec.user {
             None => None,
             Some(user) if !entry.users.contains(user) => {
-                return Err(self.refuse(format!("running `{}` as user `{user}` is outside the grant", spec.exe)));
+                return Err(self.refuse(format!(
+                    "running `{}` as user `{user}` is outside the grant",
+                    spec.exe
+                )));
             }
             Some(user) => Some(
                 spawn::user(user)
@@ -151,7 +165,10 @@ impl InstanceState {
                     .ok_or_else(|| CapError::Invalid(format!("there is no group `{group}`")))?;
                 let primary = account.is_some_and(|account| account.gid == gid);
                 if !primary && !entry.groups.contains(group) {
-                    return Err(self.refuse(format!("running `{}` as group `{group}` is outside the grant", spec.exe)));
+                    return Err(self.refuse(format!(
+                        "running `{}` as group `{group}` is outside the grant",
+                        spec.exe
+                    )));
                 }
                 Some(gid)
             }
@@ -234,11 +251,12 @@ impl wit::Host for InstanceState {
         plan.cgroup = cgroup.clone();
         let (out_path, err_path) = output::paths(supervisor.dir()?, id);
         let create = |path: &Path| {
+            // Appending, so the host may release or truncate what it has read.
             std::fs::OpenOptions::new()
                 .create(true)
-                .truncate(true)
                 .append(true)
                 .open(path)
+                .and_then(|file| file.set_len(0).map(|()| file))
                 .map_err(|err| CapError::Internal(format!("creating {}: {err}", path.display())))
         };
         let child = spawn::command(&plan, create(&out_path)?, create(&err_path)?)
@@ -307,7 +325,11 @@ impl wit::Host for InstanceState {
     async fn find(&mut self, name: String) -> Result<Option<ProcessInfo>, CapError> {
         self.process_grant()?;
         let procs = self.supervisor().of(self.plugin())?;
-        Ok(procs.iter().rev().find(|proc| proc.name == name).map(|proc| info(proc)))
+        Ok(procs
+            .iter()
+            .rev()
+            .find(|proc| proc.name == name)
+            .map(|proc| info(proc)))
     }
 
     async fn list(&mut self) -> Result<Vec<ProcessInfo>, CapError> {

@@ -120,7 +120,9 @@ impl Follow {
         }
         let mut new = Vec::new();
         if self.file.seek(SeekFrom::Start(self.offset)).is_ok() {
-            let _ = (&self.file).take(4 * RING_BYTES as u64).read_to_end(&mut new);
+            let _ = (&self.file)
+                .take(4 * RING_BYTES as u64)
+                .read_to_end(&mut new);
         }
         self.offset += new.len() as u64;
         self.release();

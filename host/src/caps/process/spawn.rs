@@ -261,8 +261,12 @@ pub fn command(plan: &Plan, stdout: File, stderr: File) -> io::Result<tokio::pro
         .collect();
     let cgroup_procs = match &plan.cgroup {
         Some(dir) => Some(
-            CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
-                .map_err(|_| io::ErrorKind::InvalidInput)?,
+            CString::new(
+                dir.join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
+            .map_err(|_| io::ErrorKind::InvalidInput)?,
         ),
         None => None,
     };

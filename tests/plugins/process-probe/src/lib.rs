@@ -93,6 +93,9 @@ fn info_json(info: &ProcessInfo) -> Value {
     })
 }
 
+/// A `Spec` setter taking a number.
+type Setter = fn(Spec, u64) -> Spec;
+
 fn spec(request: SpawnRequest) -> Spec {
     let mut spec = Spec::new(&request.name, &request.exe)
         .args(&request.args)
@@ -113,7 +116,7 @@ fn spec(request: SpawnRequest) -> Spec {
     for cap in &request.capabilities {
         spec = spec.keep_capability(cap);
     }
-    let setters: [(Option<u64>, fn(Spec, u64) -> Spec); 6] = [
+    let setters: [(Option<u64>, Setter); 6] = [
         (request.open_files, Spec::open_files),
         (request.memory_bytes, Spec::memory_bytes),
         (request.cpu_seconds, Spec::cpu_seconds),
