@@ -195,6 +195,14 @@ fn stop_terminates_within_the_grace() {
     assert_eq!(info["exit_signal"], "SIGTERM");
     assert!(!alive(pid));
     assert_eq!(f.exit_event("napper")["signal"], "SIGTERM");
+    // `terminate` returns at once; the exit event follows.
+    let (other, other_pid) = f.sleeper("dozer");
+    let started = Instant::now();
+    f.call("terminate", json!({"id": other, "grace_ms": 5000}))
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(f.exit_event("dozer")["signal"], "SIGTERM");
+    assert!(!alive(other_pid));
     // Signalling an exited process is refused.
     let err = f
         .call("signal", json!({"id": id, "signal": "HUP"}))

@@ -292,6 +292,12 @@ pub fn stop(id: ProcessId, grace: Duration) -> Result<ProcessInfo> {
     Ok(host::stop(id.0, millis(grace))?.into())
 }
 
+/// Starts stopping it like [`stop`] but returns at once; the end arrives as
+/// an [`EXITED_TOPIC`] event.
+pub fn terminate(id: ProcessId, grace: Duration) -> Result<()> {
+    Ok(host::terminate(id.0, millis(grace))?)
+}
+
 /// One process of the plugin.
 pub fn info(id: ProcessId) -> Result<ProcessInfo> {
     Ok(host::info(id.0)?.into())

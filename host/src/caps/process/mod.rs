@@ -316,6 +316,18 @@ impl wit::Host for InstanceState {
         Ok(info(&proc))
     }
 
+    async fn terminate(&mut self, id: u64, grace_ms: u32) -> Result<(), CapError> {
+        self.process_grant()?;
+        let supervisor = self.supervisor();
+        let proc = supervisor.get(self.plugin(), id)?;
+        tokio::spawn(async move {
+            supervisor
+                .stop(&proc, Duration::from_millis(u64::from(grace_ms)))
+                .await;
+        });
+        Ok(())
+    }
+
     async fn info(&mut self, id: u64) -> Result<ProcessInfo, CapError> {
         self.process_grant()?;
         let proc = self.supervisor().get(self.plugin(), id)?;

@@ -6,7 +6,7 @@
 //! - `spawn` `{"name","exe","args","env":[[k,v]],"cwd","user","group",
 //!   "no_new_privs","capabilities","open_files","memory_bytes","cpu_seconds",
 //!   "processes","memory_max","cpu_max","pids_max","best_effort"}` → `{"id"}`
-//! - `stop` `{"id","grace_ms"}` → process info
+//! - `stop` `{"id","grace_ms"}` → process info; `terminate` (same) → `{"ok":true}`
 //! - `signal` `{"id","signal"}` → `{"ok":true}`
 //! - `info` `{"id"}` → process info; `find` `{"name"}` → info or null
 //! - `list` → `[process info]`
@@ -150,6 +150,12 @@ impl Plugin for Probe {
                 let request: IdRequest = parse(payload)?;
                 let grace = Duration::from_millis(request.grace_ms);
                 reply(info_json(&process::stop(ProcessId(request.id), grace)?))
+            }
+            "terminate" => {
+                let request: IdRequest = parse(payload)?;
+                let grace = Duration::from_millis(request.grace_ms);
+                process::terminate(ProcessId(request.id), grace)?;
+                reply(json!({ "ok": true }))
             }
             "signal" => {
                 let request: IdRequest = parse(payload)?;
