@@ -433,7 +433,15 @@ fn processes_belong_to_the_plugin_across_a_swap() {
 fn after_a_daemon_crash_running_processes_are_re_adopted() {
     let mut f = fixture();
     let (id, pid) = f.sleeper("survivor");
-    let (_, victim) = f.sleeper("victim");
+    let (_, victim) = f
+        .spawn(
+            json!({"name": "victim", "exe": "/bin/sh", "args": ["-c", "trap '' TERM; sleep 100"]}),
+        )
+        .unwrap();
+    assert!(
+        f.daemon
+            .eventually(WAIT, || group_members(victim).len() == 2)
+    );
     // A process writing all the time would die of SIGPIPE at its next write
     // if its output were a pipe to the dead daemon.
     let (ticker_id, ticker) = f
@@ -450,6 +458,7 @@ fn after_a_daemon_crash_running_processes_are_re_adopted() {
     // SAFETY: killing a process this test started.
     unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
     assert!(gone(&f.daemon, victim));
+    assert_eq!(group_members(victim).len(), 1, "the victim's child runs on");
     f.daemon.restart();
     let list = f.call("list", json!(null)).unwrap();
     let entry = |name: &str| {
@@ -470,6 +479,13 @@ fn after_a_daemon_crash_running_processes_are_re_adopted() {
     let victim_entry = entry("victim");
     assert_eq!(victim_entry["running"], false);
     assert!(victim_entry["exit_code"].is_null() && victim_entry["exit_signal"].is_null());
+    // What it left in its process group is not left running unknown.
+    assert!(
+        f.daemon
+            .eventually(WAIT, || group_members(victim).is_empty()),
+        "{:?}",
+        group_members(victim)
+    );
     // The writer survived, and its output is followed again.
     assert!(f.daemon.eventually(WAIT, || ticks(&f) >= 3));
     assert!(alive(ticker), "the writer died while the daemon was away");

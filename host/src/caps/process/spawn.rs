@@ -309,16 +309,20 @@ pub fn command(plan: &Plan, stdout: File, stderr: File) -> io::Result<tokio::pro
 /// Start time of `pid` in clock ticks since boot (/proc/PID/stat field 22),
 /// `None` if it is gone or a zombie.
 pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid)
+        .filter(|(zombie, _)| !zombie)
+        .map(|(_, start)| start)
+}
+
+/// Whether `pid` is a zombie, and its start time; `None` if there is no such process.
+pub fn stat(pid: u32) -> Option<(bool, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: split after the last `)`.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
+    let zombie = matches!(fields.next()?, "Z" | "X");
     // `rest` starts at field 3 (state); field 22 is 19 further.
-    fields.nth(18)?.parse().ok()
+    Some((zombie, fields.nth(18)?.parse().ok()?))
 }
 
 /// The signal number of `SIGTERM`, `TERM` or `term`.

@@ -245,8 +245,8 @@ impl Supervisor {
         ));
     }
 
-    /// Records an exit: kills what is left of the process group (`kill_group`:
-    /// not for a process found gone at start, whose pid may be reused since),
+    /// Records an exit: kills what is left of the process group (`kill_group`;
+    /// false when the pid may belong to another process by now),
     /// updates the state file and tells the plugin.
     fn exited(&self, proc: &Arc<Proc>, exit: Exit, kill_group: bool) {
         if kill_group && let Ok(pgid) = libc::pid_t::try_from(proc.pid) {

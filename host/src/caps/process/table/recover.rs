@@ -127,13 +127,20 @@ impl Supervisor {
         for proc in gone {
             tracing::info!(plugin = %proc.plugin, process = %proc.name, pid = proc.pid, "a recorded process ended while the daemon was down");
             self.follow(&proc, true);
+            // What is left of its group holds the pid as group id, so while no
+            // other process has that pid (none, or its own unreaped zombie),
+            // the group can only be ours: kill it.
+            let orphaned_group = match spawn::stat(proc.pid) {
+                None => true,
+                Some((_, start)) => start == proc.start_ticks,
+            };
             self.exited(
                 &proc,
                 Exit {
                     code: None,
                     signal: None,
                 },
-                false,
+                orphaned_group,
             );
         }
         for proc in adopted {
