@@ -522,3 +522,41 @@ fn stopping_the_daemon_stops_every_process() {
     f.daemon.restart();
     assert_eq!(f.call("list", json!(null)).unwrap(), json!([]));
 }
+
+#[test]
+fn a_chatty_process_cannot_flood_the_log_or_the_ring() {
+    let f = fixture();
+    let lines: Vec<String> = (0..2000)
+        .map(|n| format!("chatter-{n:05}-{}", "x".repeat(40)))
+        .collect();
+    let args = [vec!["%s\\n".to_string()], lines.clone()].concat();
+    let (id, _) = f
+        .spawn(json!({"name": "chatty", "exe": "/usr/bin/printf", "args": args}))
+        .unwrap();
+    assert_eq!(f.exit_event("chatty")["code"], 0);
+    let written: usize = lines.iter().map(|line| line.len() + 1).sum();
+    let mut output = Value::Null;
+    assert!(
+        f.daemon.eventually(WAIT, || {
+            output = f.call("output", json!({ "id": id })).unwrap();
+            output["total"] == written
+        }),
+        "{}",
+        output["total"]
+    );
+    // The ring holds the last 64 KiB, ending with the last line.
+    let stdout = output["stdout"].as_str().unwrap();
+    assert_eq!(stdout.len(), 64 * 1024);
+    assert!(stdout.ends_with(&format!("{}\n", lines[1999])));
+    // The log got a bounded share, and says what it left out.
+    assert!(f.daemon.eventually(WAIT, || {
+        f.daemon.daemon_log().contains("output lines not logged")
+    }));
+    let logged = f
+        .daemon
+        .daemon_log()
+        .lines()
+        .filter(|line| line.contains("chatter-"))
+        .count();
+    assert!((1..=100).contains(&logged), "{logged} lines logged");
+}
