@@ -4,7 +4,7 @@
 //! implements [`Plugin`], exports itself with [`export_plugin!`], and reaches
 //! the device only through the host capabilities in this crate's modules
 //! ([`log`], [`kv`], [`events`], [`timer`], [`commands`], [`plugins`],
-//! [`system`], [`metrics`]). The component imports only the capabilities the
+//! [`system`], [`metrics`], [`mqtt`], [`process`]). The component imports only the capabilities the
 //! code actually calls, and the host refuses to install it unless the plugin's
 //! policy grants every one of them.
 //!
@@ -54,6 +54,7 @@ pub mod metrics;
 pub mod mqtt;
 mod plugin;
 pub mod plugins;
+pub mod process;
 pub mod system;
 pub mod timer;
 

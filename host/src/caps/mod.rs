@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod pem;
 pub mod plugins;
+pub mod process;
 pub mod system;
 pub mod timer;
 mod wasi;
@@ -65,6 +66,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (http::HttpServer::NAME, http::HttpServer::INTERFACE),
     (http::HttpClient::NAME, http::HttpClient::INTERFACE),
     (files::Files::NAME, files::Files::INTERFACE),
+    (process::Process::NAME, process::Process::INTERFACE),
 ];
 
 /// A plugin's validated grants; `None` means denied.
@@ -82,6 +84,7 @@ pub struct Grants {
     pub http_server: Option<http::HttpServerGrant>,
     pub http_client: Option<http::HttpClientGrant>,
     pub files: Option<files::FilesGrant>,
+    pub process: Option<process::ProcessGrant>,
 }
 
 impl Grants {
@@ -116,6 +119,7 @@ impl Grants {
             http_server: parse::<http::HttpServer>(policy)?,
             http_client: parse::<http::HttpClient>(policy)?,
             files: parse::<files::Files>(policy)?,
+            process: parse::<process::Process>(policy)?,
         })
     }
 
@@ -134,6 +138,7 @@ impl Grants {
             self.http_server.is_some(),
             self.http_client.is_some(),
             self.files.is_some(),
+            self.process.is_some(),
         ];
         CAPABILITIES
             .iter()
@@ -260,6 +265,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     http::HttpServer::add_to_linker(&mut linker)?;
     http::HttpClient::add_to_linker(&mut linker)?;
     files::Files::add_to_linker(&mut linker)?;
+    process::Process::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -274,6 +280,8 @@ pub struct Hub {
     pub device_id: String,
     /// The daemon's MQTT broker connections.
     pub mqtt: mqtt::Brokers,
+    /// Every plugin's native processes.
+    pub processes: Arc<process::Supervisor>,
     kernel: OnceLock<Weak<Kernel>>,
 }
 
@@ -287,6 +295,7 @@ impl Hub {
             metrics: metrics::Registry::default(),
             device_id: "cairn".to_string(),
             mqtt: mqtt::Brokers::default(),
+            processes: Arc::new(process::Supervisor::new(state_dir.join("process"))),
             kernel: OnceLock::new(),
         }
     }
@@ -300,6 +309,7 @@ impl Hub {
 
     /// Connects the capabilities that act on plugins (commands, plugins) to the kernel.
     pub fn attach_kernel(&self, kernel: Weak<Kernel>) {
+        self.processes.attach_kernel(kernel.clone());
         let _ = self.kernel.set(kernel);
     }
 

@@ -136,6 +136,11 @@ impl Kernel {
         if let Ok(mut failures) = self.failures.lock() {
             failures.remove(name);
         }
+        self.env
+            .hub
+            .processes
+            .stop_all(Some(name), crate::caps::process::STOP_GRACE)
+            .await;
         tracing::info!(plugin = %name, "removed");
         Ok(())
     }

@@ -155,8 +155,11 @@ impl Kernel {
             started: Instant::now(),
         });
         hub.attach_kernel(Arc::downgrade(&kernel));
+        // Before the plugins start, so they find the processes they own.
+        hub.processes.recover();
         tokio::spawn(lifecycle::supervise(Arc::downgrade(&kernel), faults_rx));
         kernel.boot().await;
+        kernel.stop_unowned_processes().await;
         failpoint::arm();
         Ok(kernel)
     }
@@ -287,6 +290,26 @@ impl Kernel {
         }
         // After the plugins, whose shutdown may still publish.
         self.env.hub.mqtt.disconnect(Duration::from_secs(2)).await;
+        self.env
+            .hub
+            .processes
+            .stop_all(None, caps::process::STOP_GRACE)
+            .await;
+    }
+
+    /// Stops re-adopted processes whose plugin is no longer installed.
+    async fn stop_unowned_processes(&self) {
+        let installed = self.installed_snapshot();
+        for owner in self.env.hub.processes.owners() {
+            if !installed.plugins.contains_key(&owner) {
+                tracing::warn!(plugin = %owner, "stopping processes of a plugin that is no longer installed");
+                self.env
+                    .hub
+                    .processes
+                    .stop_all(Some(&owner), caps::process::STOP_GRACE)
+                    .await;
+            }
+        }
     }
 
     fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {
