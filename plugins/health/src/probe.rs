@@ -1,6 +1,6 @@
 //! Running one probe against a target, within its timeout.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use cairn_sdk::process::{self, Spec};
@@ -11,6 +11,10 @@ use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use crate::bindings::wasi::io::poll;
+use crate::bindings::wasi::sockets::network::{
+    ErrorCode as NetError, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
+};
+use crate::bindings::wasi::sockets::{instance_network, tcp_create_socket};
 use crate::check::Target;
 
 /// Why a probe failed.
@@ -149,20 +153,71 @@ fn tcp(host: &str, port: u16, timeout: Duration) -> Result<(), Failure> {
         if left.is_zero() {
             return Err(Failure::new(format!("no connection within {timeout:?}")));
         }
-        match TcpStream::connect_timeout(&address, left) {
-            Ok(_stream) => return Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(Failure::denied(format!(
-                    "connecting to {address} is not allowed by [grants.sockets]"
-                )));
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
-                last = Failure::new(format!("connecting to {address}: timed out"));
-            }
-            Err(err) => last = Failure::new(format!("connecting to {address}: {err}")),
+        match connect(address, left) {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.denied => return Err(failure),
+            Err(failure) => last = failure,
         }
     }
     Err(last)
+}
+
+/// Opens a TCP connection to `address` (and closes it) within `timeout`.
+///
+/// Straight through `wasi:sockets` rather than `std::net`, whose
+/// `connect_timeout` on wasip2 cannot tell a refused connection from an
+/// established one.
+fn connect(address: SocketAddr, timeout: Duration) -> Result<(), Failure> {
+    let (family, remote) = match address {
+        SocketAddr::V4(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            let remote = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: v4.port(),
+                address: (a, b, c, d),
+            });
+            (IpAddressFamily::Ipv4, remote)
+        }
+        SocketAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.ip().segments();
+            let remote = IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                port: v6.port(),
+                flow_info: 0,
+                address: (a, b, c, d, e, f, g, h),
+                scope_id: v6.scope_id(),
+            });
+            (IpAddressFamily::Ipv6, remote)
+        }
+    };
+    let failed = |err: NetError| match err {
+        NetError::AccessDenied => Failure::denied(format!(
+            "connecting to {address} is not allowed by [grants.sockets]"
+        )),
+        NetError::ConnectionRefused => Failure::new(format!("connecting to {address}: refused")),
+        NetError::Timeout => Failure::new(format!("connecting to {address}: timed out")),
+        other => Failure::new(format!("connecting to {address}: {other:?}")),
+    };
+    let network = instance_network::instance_network();
+    let socket = tcp_create_socket::create_tcp_socket(family).map_err(failed)?;
+    socket.start_connect(&network, remote).map_err(failed)?;
+    let ready = socket.subscribe();
+    let deadline = monotonic_clock::subscribe_duration(nanos(timeout));
+    loop {
+        poll::poll(&[&ready, &deadline]);
+        match socket.finish_connect() {
+            Ok((input, output)) => {
+                drop(input);
+                drop(output);
+                return Ok(());
+            }
+            Err(NetError::WouldBlock) if deadline.ready() => {
+                return Err(Failure::new(format!(
+                    "connecting to {address}: no answer within {timeout:?}"
+                )));
+            }
+            Err(NetError::WouldBlock) => {}
+            Err(err) => return Err(failed(err)),
+        }
+    }
 }
 
 fn cmd(check: &str, exe: &str, args: &[String], timeout: Duration) -> Result<(), Failure> {
