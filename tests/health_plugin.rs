@@ -101,9 +101,11 @@ call = ["*"]
 [grants.system]
 "#;
 
-fn start(http_port: u16, tcp_port: u16) -> Daemon {
+fn start(http_port: u16, tcp_port: u16, extra_config: &str) -> Daemon {
     let daemon = Daemon::start();
-    daemon.write_policy("health", &policy(http_port, tcp_port, true));
+    let policy = policy(http_port, tcp_port, true)
+        .replace("tick-ms = 100\n", &format!("tick-ms = 100\n{extra_config}"));
+    daemon.write_policy("health", &policy);
     daemon.write_policy("echo", ECHO_POLICY);
     daemon.install(&plugin_wasm("echo")).unwrap();
     daemon.install(&plugin_wasm("health")).unwrap();
@@ -170,7 +172,7 @@ fn checks_follow_their_targets_with_events_and_metrics() {
     let (http_port, http_status) = http_server();
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp.local_addr().unwrap().port();
-    let daemon = start(http_port, tcp_port);
+    let daemon = start(http_port, tcp_port, "");
 
     let web = format!("http://127.0.0.1:{http_port}/healthz");
     let added = add(&daemon, "web", &web, 3).unwrap();
@@ -278,7 +280,16 @@ fn targets_outside_the_grants_and_bad_input_are_refused_and_checks_persist() {
     let tcp_port = tcp.local_addr().unwrap().port();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
     let other_port = other.local_addr().unwrap().port();
-    let mut daemon = start(http_port, tcp_port);
+    // One check from the policy's [config].
+    let boot =
+        "[[config.checks]]\nname = \"boot\"\ntarget = \"cmd:/bin/true\"\ninterval-ms = 200\n";
+    let mut daemon = start(http_port, tcp_port, boot);
+    let from_config = wait_state(&daemon, "boot", "healthy");
+    assert_eq!(from_config["source"], "config", "{from_config}");
+    let err = daemon
+        .call("health", "remove", r#"{"name": "boot"}"#)
+        .unwrap_err();
+    assert!(err.contains("defined in the policy's [config]"), "{err}");
 
     let refused = |target: &str| {
         let err = add(&daemon, "outside", target, 1).unwrap_err();
@@ -323,7 +334,7 @@ fn targets_outside_the_grants_and_bad_input_are_refused_and_checks_persist() {
     let err = daemon.call("health", "frobnicate", "null").unwrap_err();
     assert!(err.contains("unknown command"), "{err}");
     let status = daemon.call("health", "status", "null").unwrap();
-    assert_eq!(status["checks"], json!([]), "{status}");
+    assert_eq!(status["checks"].as_array().unwrap().len(), 1, "{status}");
 
     // A check added at run time survives a restart of the daemon; a removed one does not.
     add(&daemon, "kept", &format!("tcp://127.0.0.1:{tcp_port}"), 1).unwrap();
@@ -337,7 +348,13 @@ fn targets_outside_the_grants_and_bad_input_are_refused_and_checks_persist() {
     let kept = wait_state(&daemon, "kept", "healthy");
     assert_eq!(kept["source"], "runtime", "{kept}");
     let status = daemon.call("health", "status", "null").unwrap();
-    assert_eq!(status["checks"].as_array().unwrap().len(), 1, "{status}");
+    let names: Vec<&str> = status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["boot", "kept"], "{status}");
 }
 
 #[test]
@@ -349,4 +366,35 @@ fn importing_sockets_needs_the_sockets_grant() {
         err.contains("wasi:sockets") && err.contains("[grants.sockets]"),
         "{err}"
     );
+}
+
+#[test]
+fn a_swap_keeps_the_checks_and_their_state() {
+    let (http_port, _status) = http_server();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let daemon = start(http_port, tcp_port, "");
+    add(&daemon, "db", &format!("tcp://127.0.0.1:{tcp_port}"), 1).unwrap();
+    let mut before = Value::Null;
+    assert!(daemon.eventually(WAIT, || {
+        before = get(&daemon, "db");
+        before["consecutive-successes"].as_u64() >= Some(5)
+    }));
+    daemon
+        .install(&harness::variant("health", "0.2.0", "ok"))
+        .unwrap();
+    assert!(
+        daemon
+            .plugins()
+            .iter()
+            .any(|(name, version, _)| name == "health" && version == "0.2.0")
+    );
+    // The new release knows the check (from kv) and continues its count (from the snapshot).
+    let after = get(&daemon, "db");
+    assert_eq!(after["state"], "healthy", "{after}");
+    assert!(
+        after["consecutive-successes"].as_u64() >= before["consecutive-successes"].as_u64(),
+        "before {before}, after {after}"
+    );
+    drop(tcp);
 }
