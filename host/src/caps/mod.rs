@@ -30,6 +30,7 @@ pub mod mqtt;
 pub mod pem;
 pub mod plugins;
 pub mod process;
+pub mod sockets;
 pub mod system;
 pub mod timer;
 mod wasi;
@@ -67,6 +68,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     (http::HttpClient::NAME, http::HttpClient::INTERFACE),
     (files::Files::NAME, files::Files::INTERFACE),
     (process::Process::NAME, process::Process::INTERFACE),
+    (sockets::Sockets::NAME, sockets::Sockets::INTERFACE),
 ];
 
 /// A plugin's validated grants; `None` means denied.
@@ -85,6 +87,7 @@ pub struct Grants {
     pub http_client: Option<http::HttpClientGrant>,
     pub files: Option<files::FilesGrant>,
     pub process: Option<process::ProcessGrant>,
+    pub sockets: Option<sockets::SocketsGrant>,
 }
 
 impl Grants {
@@ -120,6 +123,7 @@ impl Grants {
             http_client: parse::<http::HttpClient>(policy)?,
             files: parse::<files::Files>(policy)?,
             process: parse::<process::Process>(policy)?,
+            sockets: parse::<sockets::Sockets>(policy)?,
         })
     }
 
@@ -139,6 +143,7 @@ impl Grants {
             self.http_client.is_some(),
             self.files.is_some(),
             self.process.is_some(),
+            self.sockets.is_some(),
         ];
         CAPABILITIES
             .iter()
@@ -186,7 +191,7 @@ pub fn check_imports<'a>(
         if interface == "cairn:host/types" || wasi::is_baseline(interface) {
             continue;
         }
-        match CAPABILITIES.iter().find(|(_, wit)| *wit == interface) {
+        match owner(interface) {
             Some((name, _)) if grants.has(name) => {}
             Some((name, _)) => {
                 return Err(format!(
@@ -208,6 +213,17 @@ pub fn check_imports<'a>(
     Ok(())
 }
 
+/// The capability (name and WIT interface) that grants `interface`; every
+/// `wasi:sockets/*` interface belongs to `[grants.sockets]`.
+fn owner(interface: &str) -> Option<&'static (&'static str, &'static str)> {
+    let interface = if sockets::is_sockets(interface) {
+        sockets::Sockets::INTERFACE
+    } else {
+        interface
+    };
+    CAPABILITIES.iter().find(|(_, wit)| *wit == interface)
+}
+
 /// What a plugin needs granted for one of its imports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantNeed {
@@ -225,7 +241,7 @@ pub fn grant_needed(import: &str) -> GrantNeed {
     if interface == "cairn:host/types" || wasi::is_baseline(interface) {
         return GrantNeed::Baseline;
     }
-    match CAPABILITIES.iter().find(|(_, wit)| *wit == interface) {
+    match owner(interface) {
         Some((name, _)) => GrantNeed::Capability(name),
         None => GrantNeed::Unavailable,
     }
@@ -266,6 +282,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<InstanceStat
     http::HttpClient::add_to_linker(&mut linker)?;
     files::Files::add_to_linker(&mut linker)?;
     process::Process::add_to_linker(&mut linker)?;
+    sockets::Sockets::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -2,6 +2,7 @@
 //!
 //! Rust's standard library imports these; the instance's WASI context grants no
 //! directories, no environment and no sockets, so they reach nothing outside.
+//! `wasi:sockets` is linked too, but importing it needs `[grants.sockets]`.
 
 use wasmtime::component::Linker;
 

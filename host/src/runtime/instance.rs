@@ -52,16 +52,14 @@ impl InstanceState {
     ) -> Self {
         let output = GuestOutput::new(identity.name.clone());
         // Deny-by-default WASI: only the directories [grants.files] names, no
-        // environment but the plugin's own config, no network; stdout/stderr go
-        // to the host log.
+        // environment but the plugin's own config, no network but the TCP
+        // destinations [grants.sockets] names; stdout/stderr go to the host log.
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(output.clone())
             .stderr(output.clone())
-            .env(CONFIG_VARIABLE, config)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .env(CONFIG_VARIABLE, config);
         crate::caps::files::preopen(&mut wasi, &identity.name, grants.files.as_ref());
+        crate::caps::sockets::configure(&mut wasi, &identity.name, grants.sockets.as_ref(), &hub);
         let wasi = wasi.build();
         let egress =
             crate::caps::http::Egress::new(identity.name.clone(), grants.clone(), hub.clone());

@@ -1,8 +1,9 @@
 //! `echo`: reflects what it is sent.
 //!
 //! Events on `echo/in/<rest>` are republished unchanged on `echo/out/<rest>`.
-//! It also listens to `counter/changed` and keeps the last events it received
-//! (including its own timers), so the event bus can be watched from outside.
+//! It also listens to `counter/changed` (and to the patterns listed in
+//! `[config] watch`, if any) and keeps the last events it received (including
+//! its own timers), so the event bus can be watched from outside.
 //!
 //! Commands:
 //! - `publish`, payload `{"topic":"echo/in/..","payload":<json>}` → publishes it
@@ -28,6 +29,13 @@ const KEPT_EVENTS: usize = 16;
 
 struct Echo {
     received: VecDeque<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    /// Further patterns to subscribe to (the policy must allow them).
+    #[serde(default)]
+    watch: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,9 +79,13 @@ fn relay(payload: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 impl Plugin for Echo {
-    fn init(_config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
         events::subscribe(INPUT_PATTERN)?;
         events::subscribe(WATCHED)?;
+        for pattern in &settings.watch {
+            events::subscribe(pattern)?;
+        }
         cairn_sdk::info!("echo ready, relaying {INPUT_PATTERN} to {OUTPUT_PREFIX}/#");
         Ok(Echo {
             received: VecDeque::new(),
