@@ -5,7 +5,7 @@
 
 mod harness;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,14 +33,7 @@ impl Upstream {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => break,
-                    }
-                }
+                let head = harness::http::read_request_head(&mut stream);
                 let head = String::from_utf8_lossy(&head).into_owned();
                 record.lock().unwrap().push(head.clone());
                 if head.starts_with("GET /slow ") {

@@ -35,6 +35,47 @@ pub(crate) fn cli(cairn: &Path, socket: &Path, args: &[&str]) -> anyhow::Result<
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Prepares a daemon root: a `dev` signing key and a `cairn.toml` using
+/// `policy_dir`, with `extra` appended (listeners, brokers…).
+pub(crate) fn prepare_root(
+    cairn: &Path,
+    root: &Path,
+    policy_dir: &Path,
+    extra: &str,
+) -> anyhow::Result<()> {
+    let out = Command::new(cairn)
+        .args(["key", "generate", "--out"])
+        .arg(root.join("dev"))
+        .output()?;
+    anyhow::ensure!(out.status.success(), "key generate failed");
+    std::fs::write(
+        root.join("cairn.toml"),
+        format!(
+            "state-dir = \"state\"\npolicy-dir = \"{}\"\nadmin-socket = \"admin.sock\"\n[trust.keys]\ndev = \"dev.pub\"\n{extra}",
+            policy_dir.display()
+        ),
+    )?;
+    Ok(())
+}
+
+/// Signs a copy of the release build of `crate_name` (e.g. `mqtt_adapter`)
+/// with the root's `dev` key and installs it into the daemon running there.
+pub(crate) fn install_signed(cairn: &Path, root: &Path, crate_name: &str) -> anyhow::Result<()> {
+    let wasm = root.join(format!("{crate_name}.wasm"));
+    std::fs::copy(
+        crate::target_dir()
+            .join("wasm32-wasip2/release")
+            .join(format!("{crate_name}.wasm")),
+        &wasm,
+    )?;
+    let socket = root.join("admin.sock");
+    let wasm = wasm.to_string_lossy().to_string();
+    let key = root.join("dev.key").to_string_lossy().to_string();
+    cli(cairn, &socket, &["plugin", "sign", &wasm, "--key", &key])?;
+    cli(cairn, &socket, &["plugin", "install", &wasm])?;
+    Ok(())
+}
+
 pub(crate) fn start(cairn: &Path, root: &Path) -> anyhow::Result<(Daemon, Duration)> {
     let socket = root.join("admin.sock");
     let _ = std::fs::remove_file(&socket);
@@ -93,41 +134,10 @@ fn footprint(pid: u32) -> anyhow::Result<(u64, u64)> {
 pub fn run(cairn: &Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
-    let out = Command::new(cairn)
-        .args(["key", "generate", "--out"])
-        .arg(root.join("dev"))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "key generate failed");
-    std::fs::write(
-        root.join("cairn.toml"),
-        format!(
-            "state-dir = \"state\"\npolicy-dir = \"{}\"\nadmin-socket = \"admin.sock\"\n[trust.keys]\ndev = \"dev.pub\"\n",
-            workspace().join("policies").display()
-        ),
-    )?;
-    let socket = root.join("admin.sock");
+    prepare_root(cairn, root, &workspace().join("policies"), "")?;
     let (daemon, _) = start(cairn, root)?;
     for plugin in ["counter", "echo"] {
-        let wasm: PathBuf = root.join(format!("{plugin}.wasm"));
-        std::fs::copy(
-            crate::target_dir()
-                .join("wasm32-wasip2/release")
-                .join(format!("{plugin}.wasm")),
-            &wasm,
-        )?;
-        let wasm_arg = wasm.to_string_lossy().to_string();
-        cli(
-            cairn,
-            &socket,
-            &[
-                "plugin",
-                "sign",
-                &wasm_arg,
-                "--key",
-                &root.join("dev.key").to_string_lossy(),
-            ],
-        )?;
-        cli(cairn, &socket, &["plugin", "install", &wasm_arg])?;
+        install_signed(cairn, root, plugin)?;
     }
     std::thread::sleep(Duration::from_secs(3));
     let (rss_after_install, _) = footprint(daemon.child.id())?;

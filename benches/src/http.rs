@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::daemon::{cli, start};
+use crate::daemon::{install_signed, prepare_root, start};
 use crate::workspace;
 
 const DURATION: &str = "10s";
@@ -34,30 +34,11 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
         workspace().join("tests/plugins/http-hello/policy.toml"),
         policies.join("http-hello.toml"),
     )?;
-    let out = Command::new(cairn)
-        .args(["key", "generate", "--out"])
-        .arg(root.join("dev"))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "key generate failed");
     let cairn_port = free_port()?;
-    std::fs::write(
-        root.join("cairn.toml"),
-        format!(
-            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"admin.sock\"\n[trust.keys]\ndev = \"dev.pub\"\n[listeners.http]\naddress = \"127.0.0.1:{cairn_port}\"\n"
-        ),
-    )?;
+    let listener = format!("[listeners.http]\naddress = \"127.0.0.1:{cairn_port}\"\n");
+    prepare_root(cairn, root, &policies, &listener)?;
     let (daemon, _) = start(cairn, root)?;
-    let wasm = root.join("http_hello.wasm");
-    std::fs::copy(&component, &wasm)?;
-    let socket = root.join("admin.sock");
-    let wasm_arg = wasm.to_string_lossy().to_string();
-    let key = root.join("dev.key").to_string_lossy().to_string();
-    cli(
-        cairn,
-        &socket,
-        &["plugin", "sign", &wasm_arg, "--key", &key],
-    )?;
-    cli(cairn, &socket, &["plugin", "install", &wasm_arg])?;
+    install_signed(cairn, root, "http_hello")?;
     rows.push(("cairn", load(&wrk, cairn_port)?));
     drop(daemon);
 

@@ -11,7 +11,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::daemon::{cli, start};
+use crate::daemon::{install_signed, prepare_root, start};
 use crate::stats::median_p99;
 use crate::workspace;
 
@@ -188,38 +188,14 @@ pub async fn run(cairn: &Path) -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let root = dir.path();
-    let policies = root.join("policies");
-    std::fs::create_dir_all(&policies)?;
-    for name in ["mqtt-adapter", "echo"] {
-        std::fs::copy(
-            workspace().join(format!("policies/{name}.toml")),
-            policies.join(format!("{name}.toml")),
-        )?;
-    }
-    let out = Command::new(cairn)
-        .args(["key", "generate", "--out"])
-        .arg(root.join("dev"))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "key generate failed");
-    std::fs::write(
-        root.join("cairn.toml"),
-        format!(
-            "state-dir = \"state\"\npolicy-dir = \"policies\"\nadmin-socket = \"admin.sock\"\ndevice-id = \"bench\"\n[trust.keys]\ndev = \"dev.pub\"\n[mqtt.brokers.local]\nurl = \"mqtt://127.0.0.1:{}\"\n",
-            broker.port
-        ),
-    )?;
+    let broker_config = format!(
+        "device-id = \"bench\"\n[mqtt.brokers.local]\nurl = \"mqtt://127.0.0.1:{}\"\n",
+        broker.port
+    );
+    prepare_root(cairn, root, &workspace().join("policies"), &broker_config)?;
     let (daemon, _) = start(cairn, root)?;
-    let socket = root.join("admin.sock");
-    let key = root.join("dev.key").to_string_lossy().to_string();
     for crate_name in ["echo", "mqtt_adapter"] {
-        let wasm = root.join(format!("{crate_name}.wasm"));
-        std::fs::copy(
-            crate::target_dir().join(format!("wasm32-wasip2/release/{crate_name}.wasm")),
-            &wasm,
-        )?;
-        let wasm = wasm.to_string_lossy().to_string();
-        cli(cairn, &socket, &["plugin", "sign", &wasm, "--key", &key])?;
-        cli(cairn, &socket, &["plugin", "install", &wasm])?;
+        install_signed(cairn, root, crate_name)?;
     }
     native_responder(broker.port).await?;
     let ours = measure(

@@ -136,7 +136,7 @@ impl Outbox {
         let Some(entry) = self.queue.front() else {
             return Ok(None);
         };
-        let (_, payload) = read_message(&self.path(entry.sequence))?;
+        let payload = read_payload(&self.path(entry.sequence))?;
         Ok(Some((entry.sequence, entry.header.clone(), payload)))
     }
 
@@ -180,23 +180,27 @@ impl Outbox {
     }
 }
 
-fn read_header(path: &Path) -> std::io::Result<(Header, u64)> {
+/// Opens a message file and reads its header line; the reader is left at the
+/// payload, and the header line's length comes back with it.
+fn open_message(path: &Path) -> std::io::Result<(BufReader<File>, Header, u64)> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut line = String::new();
     let header_len = reader.read_line(&mut line)?;
     let header = serde_json::from_str(&line).map_err(std::io::Error::other)?;
-    let size = fs::metadata(path)?.len() - header_len as u64;
+    Ok((reader, header, header_len as u64))
+}
+
+fn read_header(path: &Path) -> std::io::Result<(Header, u64)> {
+    let (reader, header, header_len) = open_message(path)?;
+    let size = reader.get_ref().metadata()?.len() - header_len;
     Ok((header, size))
 }
 
-fn read_message(path: &Path) -> std::io::Result<(Header, Vec<u8>)> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let header = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+fn read_payload(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (mut reader, _, _) = open_message(path)?;
     let mut payload = Vec::new();
     reader.read_to_end(&mut payload)?;
-    Ok((header, payload))
+    Ok(payload)
 }
 
 #[cfg(test)]
