@@ -36,7 +36,8 @@ pub(crate) fn cli(cairn: &Path, socket: &Path, args: &[&str]) -> anyhow::Result<
 }
 
 /// Prepares a daemon root: a `dev` signing key and a `cairn.toml` using
-/// `policy_dir`, with `extra` appended (listeners, brokers…).
+/// `policy_dir`, with `extra` (top-level keys first, then tables such as
+/// listeners and brokers) before the trusted keys.
 pub(crate) fn prepare_root(
     cairn: &Path,
     root: &Path,
@@ -51,7 +52,7 @@ pub(crate) fn prepare_root(
     std::fs::write(
         root.join("cairn.toml"),
         format!(
-            "state-dir = \"state\"\npolicy-dir = \"{}\"\nadmin-socket = \"admin.sock\"\n[trust.keys]\ndev = \"dev.pub\"\n{extra}",
+            "state-dir = \"state\"\npolicy-dir = \"{}\"\nadmin-socket = \"admin.sock\"\n{extra}\n[trust.keys]\ndev = \"dev.pub\"\n",
             policy_dir.display()
         ),
     )?;
