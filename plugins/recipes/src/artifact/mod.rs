@@ -1,0 +1,1 @@
+//! Artifacts: download, verification, cache and unpacking.
