@@ -87,7 +87,11 @@ fn reply(value: &Value) -> Result<Vec<u8>, String> {
     serde_json::to_vec(value).map_err(|err| err.to_string())
 }
 
-fn request<T: serde::de::DeserializeOwned>(payload: &[u8], command: &str, shape: &str) -> Result<T, String> {
+fn request<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+    command: &str,
+    shape: &str,
+) -> Result<T, String> {
     parse_payload(payload)
         .map_err(|err| format!("{command}: {}", err.message()))?
         .ok_or_else(|| format!("{command} expects {shape}"))
@@ -134,7 +138,14 @@ impl Commands<'_> {
             component_dir: &component_dir,
             config_vars: self.config_vars,
         };
-        Plan::build(&request.plan, &Sources { inline: &request.recipes }, &context, warnings)
+        Plan::build(
+            &request.plan,
+            &Sources {
+                inline: &request.recipes,
+            },
+            &context,
+            warnings,
+        )
     }
 
     fn apply(&mut self, payload: &[u8], dry: bool) -> Result<Vec<u8>, String> {
@@ -221,7 +232,9 @@ impl Commands<'_> {
             .filter_map(|name| {
                 let record = engine.records.get(name)?;
                 let component = engine.component(name);
-                let metadata = component.as_ref().map(|component| &component.recipe.metadata);
+                let metadata = component
+                    .as_ref()
+                    .map(|component| &component.recipe.metadata);
                 Some(json!({
                     "name": name,
                     "recipe": metadata.map(|metadata| metadata.name.clone()),
@@ -240,7 +253,8 @@ impl Commands<'_> {
     }
 
     fn recipe_add(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let request: RecipeRequest = request(payload, "recipe-add", r#"{"recipe": "<recipe TOML>"}"#)?;
+        let request: RecipeRequest =
+            request(payload, "recipe-add", r#"{"recipe": "<recipe TOML>"}"#)?;
         let recipe = Recipe::parse("recipe", &request.recipe)?;
         let name = recipe.metadata.name.clone();
         if name.contains('@') || name.contains('/') {
@@ -276,9 +290,15 @@ impl Commands<'_> {
     fn recipe_delete(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
         let request: NameRequest = request(payload, "recipe-delete", r#"{"name": ".."}"#)?;
         let name = request.name;
-        let in_use = self.engine.applied.iter().flat_map(|plan| plan.components.values()).find(
-            |component| component.recipe_ref == name || component.recipe_ref.starts_with(&format!("{name}@")),
-        );
+        let in_use = self
+            .engine
+            .applied
+            .iter()
+            .flat_map(|plan| plan.components.values())
+            .find(|component| {
+                component.recipe_ref == name
+                    || component.recipe_ref.starts_with(&format!("{name}@"))
+            });
         if let Some(component) = in_use {
             return Err(format!(
                 "recipe `{name}` is used by component `{}` of the applied plan",

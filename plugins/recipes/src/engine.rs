@@ -13,9 +13,7 @@ use serde::Serialize;
 
 use crate::plan::{Component, Plan};
 use crate::runner::{Readiness, Runner};
-use crate::state::{
-    self, Operation, OperationKind, Phase, PlanPhase, Record, Stage, Status,
-};
+use crate::state::{self, Operation, OperationKind, Phase, PlanPhase, Record, Stage, Status};
 
 /// One thing an operation or command does (or, in a dry run, would do).
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -46,7 +44,9 @@ pub struct Engine {
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 impl Engine {
@@ -73,7 +73,10 @@ impl Engine {
         };
         for name in current_order.iter().rev() {
             if !target.components.contains_key(name)
-                && self.records.get(name).is_some_and(|record| record.phase.running())
+                && self
+                    .records
+                    .get(name)
+                    .is_some_and(|record| record.phase.running())
             {
                 actions.push(Action::new(name, "stop", "not in the new plan"));
             }
@@ -111,7 +114,12 @@ impl Engine {
     }
 
     /// Starts applying `target`; the tick does the work.
-    pub fn begin(&mut self, target: Plan, kind: OperationKind, cause: Option<String>) -> (u64, Vec<Action>) {
+    pub fn begin(
+        &mut self,
+        target: Plan,
+        kind: OperationKind,
+        cause: Option<String>,
+    ) -> (u64, Vec<Action>) {
         let actions = self.plan_actions(&target);
         let mut to_stop: Vec<String> = actions
             .iter()
@@ -140,7 +148,11 @@ impl Engine {
         self.status.error = cause.clone();
         cairn_sdk::info!(
             "operation {id}: {} {} components in {} layers",
-            if kind == OperationKind::Apply { "applying" } else { "rolling back to" },
+            if kind == OperationKind::Apply {
+                "applying"
+            } else {
+                "rolling back to"
+            },
             target.components.len(),
             target.layers.len()
         );

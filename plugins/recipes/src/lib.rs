@@ -186,7 +186,12 @@ impl Plugin for Recipes {
             .engine
             .records
             .values()
-            .filter(|record| matches!(record.phase, Phase::Failed | Phase::Backoff | Phase::Waiting))
+            .filter(|record| {
+                matches!(
+                    record.phase,
+                    Phase::Failed | Phase::Backoff | Phase::Waiting
+                )
+            })
             .map(|record| format!("{} {}", record.name, record.phase.as_str()))
             .collect();
         if self.engine.status.phase == PlanPhase::Failed {

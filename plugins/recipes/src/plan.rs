@@ -285,7 +285,10 @@ fn edges(
 }
 
 /// Kahn's algorithm by levels; a cycle is reported as the path that closes it.
-fn layers(components: &BTreeMap<String, Component>, edges: &[Edge]) -> Result<Vec<Vec<String>>, String> {
+fn layers(
+    components: &BTreeMap<String, Component>,
+    edges: &[Edge],
+) -> Result<Vec<Vec<String>>, String> {
     let mut remaining: BTreeSet<&str> = components.keys().map(String::as_str).collect();
     let mut layers = Vec::new();
     while !remaining.is_empty() {
@@ -299,7 +302,10 @@ fn layers(components: &BTreeMap<String, Component>, edges: &[Edge]) -> Result<Ve
             .map(|name| name.to_string())
             .collect();
         if layer.is_empty() {
-            return Err(format!("dependency cycle: {}", find_cycle(&remaining, edges)));
+            return Err(format!(
+                "dependency cycle: {}",
+                find_cycle(&remaining, edges)
+            ));
         }
         for name in &layer {
             remaining.remove(name.as_str());

@@ -242,7 +242,10 @@ impl Recipe {
             return Err("metadata.name is empty".into());
         }
         semver::Version::parse(&meta.version).map_err(|err| {
-            format!("metadata.version `{}` is not a semantic version: {err}", meta.version)
+            format!(
+                "metadata.version `{}` is not a semantic version: {err}",
+                meta.version
+            )
         })?;
         for (index, artifact) in self.artifacts.iter().enumerate() {
             artifact
@@ -324,12 +327,17 @@ impl Artifact {
         }
         let digest = self.sha256.strip_prefix("sha256:").unwrap_or(&self.sha256);
         if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("sha256 `{}` is not 64 hexadecimal digits", self.sha256));
+            return Err(format!(
+                "sha256 `{}` is not 64 hexadecimal digits",
+                self.sha256
+            ));
         }
         if let Unpack::Format(format) = &self.unpack
             && !matches!(format.as_str(), "tar" | "tar.gz" | "tgz" | "zip")
         {
-            return Err(format!("unpack `{format}`: expected true, false, \"tar\", \"tar.gz\" or \"zip\""));
+            return Err(format!(
+                "unpack `{format}`: expected true, false, \"tar\", \"tar.gz\" or \"zip\""
+            ));
         }
         Ok(())
     }
@@ -338,7 +346,10 @@ impl Artifact {
 impl Run {
     fn validate(&self) -> Result<(), String> {
         if self.kind == RunKind::Container || self.container.is_some() {
-            return Err("lifecycle.run type \"container\" is not supported yet; use type = \"process\"".into());
+            return Err(
+                "lifecycle.run type \"container\" is not supported yet; use type = \"process\""
+                    .into(),
+            );
         }
         let exec = self
             .exec
@@ -404,10 +415,14 @@ impl Resources {
             Some(CpuQuota::Cpus(cpus)) => *cpus,
             Some(CpuQuota::Text(text)) => {
                 let number = text.trim().strip_suffix('%').ok_or_else(|| {
-                    format!("resources.cpu_quota `{text}`: expected a number of CPUs or a percentage")
+                    format!(
+                        "resources.cpu_quota `{text}`: expected a number of CPUs or a percentage"
+                    )
                 })?;
                 number.trim().parse::<f64>().map_err(|_| {
-                    format!("resources.cpu_quota `{text}`: expected a number of CPUs or a percentage")
+                    format!(
+                        "resources.cpu_quota `{text}`: expected a number of CPUs or a percentage"
+                    )
                 })? / 100.0
             }
         };

@@ -51,8 +51,7 @@ impl Runner {
         let recipe = &component.recipe;
         let dir = self.component_dir(&component.name);
         if record.installed.as_deref() != Some(component.fingerprint.as_str()) {
-            std::fs::create_dir_all(&dir)
-                .map_err(|err| format!("cannot create {dir}: {err}"))?;
+            std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {dir}: {err}"))?;
             for artifact in &recipe.artifacts {
                 let spec = artifact_spec(artifact);
                 self.store
@@ -76,7 +75,9 @@ impl Runner {
         let spec = self.spawn_spec(component, &dir)?;
         let id = match process::spawn(&spec) {
             Ok(id) => id,
-            Err(Error::Unavailable(message)) if recipe.resources.cpu_millis().ok().flatten().is_none() => {
+            Err(Error::Unavailable(message))
+                if recipe.resources.cpu_millis().ok().flatten().is_none() =>
+            {
                 // No cgroup v2 here: the memory limit falls back to an
                 // address-space limit, which setrlimit always enforces.
                 let fallback = self.fallback_spec(component, &dir)?;
@@ -93,7 +94,8 @@ impl Runner {
             }
             Err(err) => return Err(spawn_error(component, &err)),
         };
-        let info = process::info(id).map_err(|err| format!("process of {}: {err}", component.name))?;
+        let info =
+            process::info(id).map_err(|err| format!("process of {}: {err}", component.name))?;
         if record.limits_note.is_none() {
             record.limits_note = info.limits_note.clone();
         }
@@ -227,8 +229,14 @@ impl Runner {
             Ok(code) => Err(format!(
                 "{stage} script of {} failed ({}){}",
                 component.name,
-                code.map_or("killed by a signal".to_string(), |code| format!("exit code {code}")),
-                if tail.is_empty() { String::new() } else { format!(": {tail}") }
+                code.map_or("killed by a signal".to_string(), |code| format!(
+                    "exit code {code}"
+                )),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
             )),
             Err(err) => Err(format!("{stage} script of {}: {err}", component.name)),
         }
@@ -238,10 +246,12 @@ impl Runner {
     /// then SIGKILL after its stop grace) and removes its health check.
     pub fn stop(&mut self, component: Option<&Component>, record: &mut Record) {
         let recipe = component.map(|component| &component.recipe);
-        if let (Some(component), Some(shutdown)) =
-            (component, recipe.and_then(|recipe| recipe.lifecycle.shutdown.as_ref()))
-            && record.process.is_some()
-            && let Err(err) = self.run_script(component, "shutdown", shutdown, Duration::from_secs(30))
+        if let (Some(component), Some(shutdown)) = (
+            component,
+            recipe.and_then(|recipe| recipe.lifecycle.shutdown.as_ref()),
+        ) && record.process.is_some()
+            && let Err(err) =
+                self.run_script(component, "shutdown", shutdown, Duration::from_secs(30))
         {
             cairn_sdk::warn!("{err}");
         }
@@ -297,7 +307,11 @@ impl Runner {
         health: &crate::recipe::HealthCheck,
     ) -> Result<(), String> {
         let name = check_name(&component.name);
-        let _ = commands::call_json::<_, Value>(&self.health_plugin, "remove", &json!({ "name": name }));
+        let _ = commands::call_json::<_, Value>(
+            &self.health_plugin,
+            "remove",
+            &json!({ "name": name }),
+        );
         let millis = |value: &Option<String>, default: u64| {
             value
                 .as_deref()
@@ -328,9 +342,8 @@ impl Runner {
     /// `(state, last error)` of the component's check.
     fn health_state(&self, component: &str) -> Result<(String, Option<String>), String> {
         let name = check_name(component);
-        let view: Value =
-            commands::call_json(&self.health_plugin, "get", &json!({ "name": name }))
-                .map_err(|err| format!("health check of {component}: {err}"))?;
+        let view: Value = commands::call_json(&self.health_plugin, "get", &json!({ "name": name }))
+            .map_err(|err| format!("health check of {component}: {err}"))?;
         let state = view["state"].as_str().unwrap_or("unknown").to_string();
         let error = view["last-error"].as_str().map(str::to_string);
         Ok((state, error))

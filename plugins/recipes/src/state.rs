@@ -184,8 +184,7 @@ pub struct Stored {
 pub fn load() -> Result<Stored, String> {
     let read = |key: &str| format!("cannot read `{key}` from the key-value store");
     let applied = kv::get_json(APPLIED).map_err(|err| format!("{}: {err}", read(APPLIED)))?;
-    let operation =
-        kv::get_json(OPERATION).map_err(|err| format!("{}: {err}", read(OPERATION)))?;
+    let operation = kv::get_json(OPERATION).map_err(|err| format!("{}: {err}", read(OPERATION)))?;
     let status: Option<Status> =
         kv::get_json(STATUS).map_err(|err| format!("{}: {err}", read(STATUS)))?;
     let mut records = BTreeMap::new();

@@ -37,7 +37,10 @@ pub fn parse<T: DeserializeOwned>(source: &str, text: &str) -> Result<T, String>
             match locate_in_table(document.as_table(), path) {
                 Some(offset) => {
                     let line = line_of(text, offset);
-                    (line, format!("{source} line {line}: unknown key `{dotted}`"))
+                    (
+                        line,
+                        format!("{source} line {line}: unknown key `{dotted}`"),
+                    )
                 }
                 None => (0, format!("{source}: unknown key `{dotted}`")),
             }
@@ -114,7 +117,9 @@ fn locate_in_value(value: &toml_edit::Value, path: &[Step]) -> Option<usize> {
     match (path.split_first()?, value) {
         ((Step::Key(name), rest), toml_edit::Value::InlineTable(table)) => {
             let (key, child) = table.get_key_value(name)?;
-            let deeper = child.as_value().and_then(|value| locate_in_value(value, rest));
+            let deeper = child
+                .as_value()
+                .and_then(|value| locate_in_value(value, rest));
             deeper.or(key.span().map(|span| span.start))
         }
         ((Step::Index(index), rest), toml_edit::Value::Array(array)) => {

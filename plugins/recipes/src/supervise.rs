@@ -15,6 +15,10 @@ use crate::runner::Readiness;
 use crate::state::{self, Phase, PlanPhase, Stage};
 use crate::units;
 
+/// A process that ran this long before failing is restarted from the first
+/// backoff step again.
+const STABLE_MS: u64 = 10_000;
+
 impl Engine {
     fn plan(&self) -> Option<&Plan> {
         match &self.operation {
@@ -82,19 +86,30 @@ impl Engine {
         let Some(component) = self.component(name) else {
             return;
         };
-        let policy = component.recipe.run().map_or(RestartPolicy::Never, |run| run.restart_policy);
+        let policy = component
+            .recipe
+            .run()
+            .map_or(RestartPolicy::Never, |run| run.restart_policy);
         let timing = component.recipe.timing();
         let Some(record) = self.records.get_mut(name) else {
             return;
         };
         record.last_error = Some(error.clone());
+        if now_ms().saturating_sub(record.started_at_ms) >= STABLE_MS {
+            // It ran long enough: this failure starts a new series of restarts.
+            record.restarts = 0;
+        }
         let restart = match policy {
             RestartPolicy::Never => false,
             RestartPolicy::OnFailure => !clean_exit,
             RestartPolicy::Always => true,
         };
         if !restart {
-            record.phase = if clean_exit { Phase::Exited } else { Phase::Failed };
+            record.phase = if clean_exit {
+                Phase::Exited
+            } else {
+                Phase::Failed
+            };
         } else if record.restarts >= timing.max_retries {
             record.phase = Phase::Failed;
             record.last_error = Some(format!(
@@ -181,7 +196,6 @@ impl Engine {
                     match self.runner.readiness(component, record, now) {
                         Readiness::Ready => {
                             record.phase = Phase::Ready;
-                            record.restarts = 0;
                             cairn_sdk::info!("{name} is ready");
                             state::save_record(record);
                         }
@@ -248,7 +262,11 @@ impl Engine {
                         .values()
                         .any(|record| record.process == Some(info.id.0));
                     if info.running() && !known {
-                        cairn_sdk::warn!("stopping {} (pid {}): no component owns it", info.name, info.pid);
+                        cairn_sdk::warn!(
+                            "stopping {} (pid {}): no component owns it",
+                            info.name,
+                            info.pid
+                        );
                         let _ = process::stop(info.id, std::time::Duration::from_secs(5));
                     }
                     if !info.running() && !known {
@@ -292,9 +310,16 @@ impl Engine {
     pub fn stop_one(&mut self, name: &str, dry_run: bool) -> Result<Vec<Action>, String> {
         self.check_component(name)?;
         let mut actions = Vec::new();
-        let dependents = self.plan().map(|plan| plan.hard_dependents(name)).unwrap_or_default();
+        let dependents = self
+            .plan()
+            .map(|plan| plan.hard_dependents(name))
+            .unwrap_or_default();
         for dependent in dependents.iter().rev() {
-            actions.push(Action::new(dependent, "stop", format!("hard dependency {name} stops")));
+            actions.push(Action::new(
+                dependent,
+                "stop",
+                format!("hard dependency {name} stops"),
+            ));
         }
         actions.push(Action::new(name, "stop", "requested"));
         if !dry_run {
@@ -308,11 +333,20 @@ impl Engine {
     /// Restarts one component; its hard dependents restart once it is ready.
     pub fn restart_one(&mut self, name: &str, dry_run: bool) -> Result<Vec<Action>, String> {
         self.check_component(name)?;
-        let dependents = self.plan().map(|plan| plan.hard_dependents(name)).unwrap_or_default();
+        let dependents = self
+            .plan()
+            .map(|plan| plan.hard_dependents(name))
+            .unwrap_or_default();
         let mut actions: Vec<Action> = dependents
             .iter()
             .rev()
-            .map(|dependent| Action::new(dependent, "stop", format!("hard dependency {name} restarts")))
+            .map(|dependent| {
+                Action::new(
+                    dependent,
+                    "stop",
+                    format!("hard dependency {name} restarts"),
+                )
+            })
             .collect();
         actions.push(Action::new(name, "restart", "requested"));
         actions.extend(
@@ -322,7 +356,11 @@ impl Engine {
         );
         if !dry_run {
             for dependent in dependents.iter().rev() {
-                self.stop_component(dependent, Phase::Waiting, Some(format!("waiting for {name}")));
+                self.stop_component(
+                    dependent,
+                    Phase::Waiting,
+                    Some(format!("waiting for {name}")),
+                );
             }
             self.stop_component(name, Phase::Backoff, None);
             if let Some(record) = self.records.get_mut(name) {
@@ -390,7 +428,9 @@ impl Engine {
             ));
         }
         if self.records.contains_key(name)
-            && self.plan().is_some_and(|plan| plan.components.contains_key(name))
+            && self
+                .plan()
+                .is_some_and(|plan| plan.components.contains_key(name))
         {
             Ok(())
         } else {
@@ -418,7 +458,10 @@ mod tests {
         for attempt in 0..4 {
             let expected = 100u64 << attempt;
             let delay = backoff(100, 10_000, attempt);
-            assert!(delay >= expected * 8 / 10 && delay <= expected * 12 / 10, "{attempt}: {delay}");
+            assert!(
+                delay >= expected * 8 / 10 && delay <= expected * 12 / 10,
+                "{attempt}: {delay}"
+            );
         }
         assert!(backoff(100, 1_000, 30) <= 1_200);
     }

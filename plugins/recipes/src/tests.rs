@@ -22,13 +22,20 @@ fn recipe(name: &str, deps: &[(&str, &str)]) -> String {
         "[metadata]\nname = \"{name}\"\nversion = \"1.2.0\"\n\n[lifecycle.run.exec]\ncommand = \"/bin/sleep\"\nargs = [\"${{SECONDS:-30}}\"]\n"
     );
     for (dep, kind) in deps {
-        text.push_str(&format!("\n[[dependencies]]\nname = \"{dep}\"\ntype = \"{kind}\"\n"));
+        text.push_str(&format!(
+            "\n[[dependencies]]\nname = \"{dep}\"\ntype = \"{kind}\"\n"
+        ));
     }
     text
 }
 
 fn build(plan: &str, recipes: &[(&str, String)]) -> Result<Plan, String> {
-    let texts = Texts(recipes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+    let texts = Texts(
+        recipes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    );
     let dir = |name: &str| format!("/srv/components/{name}");
     let vars = Vars::new();
     let context = Context {
@@ -126,10 +133,13 @@ fn semantic_errors_are_named() {
     };
     assert!(bad("[lifecycle.run]\ntype = \"container\"\n").contains("not supported yet"));
     assert!(bad("[lifecycle.run]\n").contains("needs [lifecycle.run.exec]"));
-    assert!(bad("[[artifacts]]\nuri = \"ftp://x\"\nsha256 = \"00\"\n").contains("http:// or https://"));
+    assert!(
+        bad("[[artifacts]]\nuri = \"ftp://x\"\nsha256 = \"00\"\n").contains("http:// or https://")
+    );
     assert!(bad("[resources]\ncpu_quota = \"lots\"\n").contains("cpu_quota"));
     assert!(bad("[lifecycle.run.exec]\ncommand = \"/bin/true\"\n[lifecycle.run.health]\ncheck = \"ping://x\"\n").contains("expected http://"));
-    let version = Recipe::parse("x.toml", "[metadata]\nname = \"x\"\nversion = \"one\"\n").unwrap_err();
+    let version =
+        Recipe::parse("x.toml", "[metadata]\nname = \"x\"\nversion = \"one\"\n").unwrap_err();
     assert!(version.contains("not a semantic version"), "{version}");
 }
 
@@ -140,7 +150,10 @@ fn layers_follow_dependencies() {
         &[
             ("db.toml", recipe("db", &[])),
             ("cache.toml", recipe("cache", &[("db", "hard")])),
-            ("api.toml", recipe("api", &[("db", "hard"), ("cache", "soft")])),
+            (
+                "api.toml",
+                recipe("api", &[("db", "hard"), ("cache", "soft")]),
+            ),
         ],
     )
     .unwrap();
@@ -148,7 +161,14 @@ fn layers_follow_dependencies() {
     assert_eq!(plan.hard_dependents("db"), vec!["cache", "api"]);
     assert_eq!(plan.hard_dependents("cache"), Vec::<String>::new());
     assert!(plan.dot().contains("\"api\" -> \"cache\" [style=dashed"));
-    let args = &plan.components["db"].recipe.run().unwrap().exec.as_ref().unwrap().args;
+    let args = &plan.components["db"]
+        .recipe
+        .run()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap()
+        .args;
     assert_eq!(args, &vec!["30".to_string()]);
 }
 
@@ -159,7 +179,10 @@ fn independent_components_share_a_layer() {
         &[
             ("db.toml", recipe("db", &[])),
             ("cache.toml", recipe("cache", &[])),
-            ("api.toml", recipe("api", &[("db", "ordering"), ("cache", "ordering")])),
+            (
+                "api.toml",
+                recipe("api", &[("db", "ordering"), ("cache", "ordering")]),
+            ),
         ],
     )
     .unwrap();
@@ -187,25 +210,42 @@ fn cycles_are_reported_as_a_path() {
 fn missing_and_mismatched_dependencies() {
     let one = "[[components]]\nname = \"api\"\nrecipe = \"api.toml\"\n";
     let err = build(one, &[("api.toml", recipe("api", &[("db", "hard")]))]).unwrap_err();
-    assert!(err.contains("needs `db` (hard dependency), which is not in the plan"), "{err}");
+    assert!(
+        err.contains("needs `db` (hard dependency), which is not in the plan"),
+        "{err}"
+    );
     assert!(build(one, &[("api.toml", recipe("api", &[("db", "soft")]))]).is_ok());
     let versioned = format!(
         "{}\n[[dependencies]]\nname = \"db\"\nversion = \">=2\"\n",
         recipe("api", &[])
     );
     let two = format!("{one}\n[[components]]\nname = \"db\"\nrecipe = \"db.toml\"\n");
-    let err = build(&two, &[("api.toml", versioned), ("db.toml", recipe("db", &[]))]).unwrap_err();
-    assert!(err.contains("needs `db` >=2, but the plan has version 1.2.0"), "{err}");
+    let err = build(
+        &two,
+        &[("api.toml", versioned), ("db.toml", recipe("db", &[]))],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("needs `db` >=2, but the plan has version 1.2.0"),
+        "{err}"
+    );
 }
 
 #[test]
 fn plan_errors() {
     let err = build("[[components]]\nname = \"Bad Name\"\nrecipe = \"x\"\n", &[]).unwrap_err();
     assert!(err.contains("component name `Bad Name`"), "{err}");
-    let err = build("[[components]]\nname = \"a\"\nrecipe = \"missing.toml\"\n", &[]).unwrap_err();
+    let err = build(
+        "[[components]]\nname = \"a\"\nrecipe = \"missing.toml\"\n",
+        &[],
+    )
+    .unwrap_err();
     assert!(err.contains("recipe `missing.toml` not found"), "{err}");
     let err = build("[[component]]\nname = \"a\"\n", &[]).unwrap_err();
-    assert!(err.contains("plan line 1: unknown key `component`"), "{err}");
+    assert!(
+        err.contains("plan line 1: unknown key `component`"),
+        "{err}"
+    );
     let undefined = recipe("db", &[]).replace("${SECONDS:-30}", "${SECONDS}");
     let err = build(
         "[[components]]\nname = \"db\"\nrecipe = \"db.toml\"\n",
@@ -218,6 +258,13 @@ fn plan_errors() {
         &[("db.toml", undefined)],
     )
     .unwrap();
-    let args = &plan.components["db"].recipe.run().unwrap().exec.as_ref().unwrap().args;
+    let args = &plan.components["db"]
+        .recipe
+        .run()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap()
+        .args;
     assert_eq!(args, &vec!["5".to_string()]);
 }

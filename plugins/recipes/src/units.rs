@@ -10,9 +10,9 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}` (expected e.g. \"500ms\", \"10s\", \"2m\")"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration `{text}` (expected e.g. \"500ms\", \"10s\", \"2m\")")
+    })?;
     let millis = match unit.trim() {
         "ms" => value,
         "" | "s" => value * 1_000.0,
@@ -21,7 +21,9 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         other => return Err(format!("invalid duration `{text}`: unknown unit `{other}`")),
     };
     if !millis.is_finite() || millis < 0.0 || millis > 7.0 * 86_400_000.0 {
-        return Err(format!("invalid duration `{text}`: out of range (0 to 7 days)"));
+        return Err(format!(
+            "invalid duration `{text}`: out of range (0 to 7 days)"
+        ));
     }
     Ok(Duration::from_millis(millis.round() as u64))
 }

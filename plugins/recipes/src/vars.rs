@@ -34,12 +34,11 @@ pub fn substitute(text: &str, vars: &Vars, what: &str) -> Result<String, String>
             Some((name, default)) => (name, Some(default)),
             None => (expression, None),
         };
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!("{what}: `${{{expression}}}` is not a variable name"));
+            return Err(format!(
+                "{what}: `${{{expression}}}` is not a variable name"
+            ));
         }
         match (vars.get(name), default) {
             (Some(value), _) => out.push_str(value),
@@ -119,7 +118,10 @@ mod tests {
             "http://db.local:8080/"
         );
         assert_eq!(substitute("${MISSING:-7}", &v, "x").unwrap(), "7");
-        assert_eq!(substitute("$$HOME and $PATH", &v, "x").unwrap(), "$HOME and $PATH");
+        assert_eq!(
+            substitute("$$HOME and $PATH", &v, "x").unwrap(),
+            "$HOME and $PATH"
+        );
         assert_eq!(substitute("no vars", &v, "x").unwrap(), "no vars");
     }
 
@@ -127,8 +129,19 @@ mod tests {
     fn undefined_and_malformed_are_errors() {
         let v = vars();
         let err = substitute("${NOPE}", &v, "exec.args").unwrap_err();
-        assert!(err.contains("exec.args: variable `NOPE` is not defined"), "{err}");
-        assert!(substitute("${PORT", &v, "x").unwrap_err().contains("unclosed"));
-        assert!(substitute("${a b}", &v, "x").unwrap_err().contains("not a variable name"));
+        assert!(
+            err.contains("exec.args: variable `NOPE` is not defined"),
+            "{err}"
+        );
+        assert!(
+            substitute("${PORT", &v, "x")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            substitute("${a b}", &v, "x")
+                .unwrap_err()
+                .contains("not a variable name")
+        );
     }
 }
