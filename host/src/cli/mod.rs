@@ -11,15 +11,20 @@ mod output;
 mod plugin;
 mod progress;
 mod publish;
+mod recipe_view;
+mod recipes;
 mod remote;
 pub mod scaffold;
+mod serve_files;
 #[cfg(test)]
 mod tests;
 
 pub use daemon::DaemonArgs;
 pub use local::{CheckArgs, GenerateArgs, KeyCommand, PolicyCommand};
 pub use plugin::{InstallArgs, NewArgs, PluginCommand, SignArgs};
+pub use recipes::{ApplyArgs, ComponentArgs, GraphArgs, PlanCommand, RecipesPlugin};
 pub use remote::{CallArgs, LogsArgs};
+pub use serve_files::ServeFilesArgs;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -81,6 +86,21 @@ pub enum Command {
     Metrics,
     /// Ask every plugin for its health (exit status 1 when failing)
     Health,
+    /// Apply a deployment plan with the recipes plugin and wait until it is applied
+    Apply(ApplyArgs),
+    /// List the components the recipes plugin runs
+    Components(RecipesPlugin),
+    /// Show the plan's layers and dependencies
+    Graph(GraphArgs),
+    /// Restart a component (and what depends on it)
+    Restart(ComponentArgs),
+    /// Stop a component (and what depends on it)
+    Stop(ComponentArgs),
+    /// Show the status of the deployment plan, or stop it
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Serve the files of a directory over HTTP (artifacts and a health endpoint for demos and tests)
+    ServeFiles(ServeFilesArgs),
 }
 
 /// Entry point of the `cairn` binary: parses arguments, runs the command and
@@ -118,6 +138,7 @@ fn run(cli: Cli) -> Result<Outcome, AdminError> {
         Command::Plugin(PluginCommand::Push(args)) => publish::push(&args, json),
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(&args, config.as_deref()),
         Command::Plugin(PluginCommand::New(args)) => plugin::new_project(args),
+        Command::ServeFiles(args) => serve_files::run(args),
         command => {
             let socket = discover_socket(socket.or_else(socket_from_env), config.as_deref())?;
             block_on(run_remote(&socket, command, json))
@@ -155,9 +176,16 @@ async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outc
         Command::Plugin(PluginCommand::List) => plugin::list(socket).await,
         Command::Plugin(PluginCommand::Rollback { name }) => plugin::rollback(socket, name).await,
         Command::Plugin(PluginCommand::Remove { name }) => plugin::remove(socket, name).await,
+        Command::Apply(args) => recipes::apply(socket, args, quiet).await,
+        Command::Components(target) => recipes::components(socket, target).await,
+        Command::Graph(args) => recipes::graph(socket, args).await,
+        Command::Restart(args) => recipes::component_action(socket, args, true).await,
+        Command::Stop(args) => recipes::component_action(socket, args, false).await,
+        Command::Plan(command) => recipes::plan(socket, command).await,
         Command::Daemon(_)
         | Command::Key(_)
         | Command::Policy(_)
+        | Command::ServeFiles(_)
         | Command::Plugin(
             PluginCommand::Sign(_)
             | PluginCommand::New(_)

@@ -33,15 +33,8 @@ struct State {
 impl ProgressView {
     /// A view that draws unless `quiet` (the `--json` output) is asked for.
     pub(crate) fn new(quiet: bool) -> Self {
-        let mode = if quiet {
-            Mode::Hidden
-        } else if std::io::stderr().is_terminal() {
-            Mode::Bar
-        } else {
-            Mode::Lines
-        };
         ProgressView {
-            mode,
+            mode: Mode::for_stderr(quiet),
             state: Mutex::new(State::default()),
         }
     }
@@ -100,6 +93,66 @@ impl ProgressView {
 impl Drop for ProgressView {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Draws the steps of an operation the CLI follows by polling: each step is a
+/// line (above a spinner on a terminal), so the story stays on screen.
+pub(crate) struct StepView {
+    mode: Mode,
+    spinner: Option<ProgressBar>,
+}
+
+impl StepView {
+    /// A view that draws unless `quiet` (the `--json` output) is asked for;
+    /// `waiting` labels the spinner.
+    pub(crate) fn new(quiet: bool, waiting: &str) -> Self {
+        let mode = Mode::for_stderr(quiet);
+        let spinner = (mode == Mode::Bar).then(|| {
+            let spinner = ProgressBar::new_spinner();
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            spinner.set_message(waiting.to_string());
+            spinner
+        });
+        StepView { mode, spinner }
+    }
+
+    /// Shows one step.
+    pub(crate) fn line(&self, text: &str) {
+        match (self.mode, &self.spinner) {
+            (Mode::Bar, Some(spinner)) => spinner.println(text),
+            (Mode::Hidden, _) => {}
+            _ => {
+                let _ = std::io::stderr()
+                    .lock()
+                    .write_all(format!("{text}\n").as_bytes());
+            }
+        }
+    }
+
+    /// Removes the spinner, before the outcome is printed.
+    pub(crate) fn finish(&mut self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for StepView {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Mode {
+    fn for_stderr(quiet: bool) -> Self {
+        if quiet {
+            Mode::Hidden
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar
+        } else {
+            Mode::Lines
+        }
     }
 }
 

@@ -414,3 +414,41 @@ fn the_sdk_comes_from_the_flag_or_the_source_tree() {
         Err(error) => assert!(error.message.contains("--sdk")),
     }
 }
+
+#[test]
+fn recipe_commands_are_calls_of_the_recipes_plugin() {
+    let daemon = Daemon::start();
+    // The fake daemon echoes each call, which shows what was sent.
+    let restart = daemon.run(&["--json", "restart", "api", "--dry-run"]);
+    let sent: serde_json::Value = serde_json::from_str(&restart.stdout).unwrap();
+    assert_eq!(sent["plugin"], recipes::DEFAULT_PLUGIN);
+    assert_eq!(sent["command"], "component-restart");
+    assert_eq!(
+        sent["echo"],
+        serde_json::json!({ "name": "api", "dry-run": true })
+    );
+    let stop = daemon.run(&["plan", "stop", "--plugin", "keystone", "--json"]);
+    let sent: serde_json::Value = serde_json::from_str(&stop.stdout).unwrap();
+    assert_eq!(
+        (&sent["plugin"], &sent["command"]),
+        (&"keystone".into(), &"plan-stop".into())
+    );
+    assert_eq!(
+        daemon.run(&["restart", "api", "--dry-run"]).stdout,
+        "dry run: nothing was changed\nnothing to do\n"
+    );
+    assert_eq!(daemon.run(&["graph"]).stdout, "no plan applied\n");
+
+    let plan = daemon.file(
+        "plan.toml",
+        "[[components]]\nname = \"db\"\nrecipe = \"db.toml\"\n",
+    );
+    let missing = daemon.run(&["apply", &plan]);
+    assert_eq!(missing.exit_code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("component `db` uses the recipe file db.toml"),
+        "{missing:?}"
+    );
+}
