@@ -1,6 +1,6 @@
 //! Benchmarks of the real daemon process: idle footprint and cold start.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ const USER_HZ: f64 = 100.0;
 use crate::workspace;
 
 pub(crate) struct Daemon {
-    child: Child,
+    pub(crate) child: Child,
 }
 
 impl Drop for Daemon {
@@ -110,7 +110,7 @@ pub(crate) fn start(cairn: &Path, root: &Path) -> anyhow::Result<(Daemon, Durati
 }
 
 /// (resident bytes, user+system clock ticks) of a process.
-fn footprint(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn footprint(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kib: u64 = status
         .lines()

@@ -9,6 +9,7 @@ mod http;
 mod inprocess;
 mod instantiate;
 mod mqtt;
+mod recipes;
 mod registry;
 mod stats;
 
@@ -54,6 +55,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("mqtt") {
         runtime.block_on(mqtt::run(&cairn))?;
+    }
+    if wanted("recipes") {
+        recipes::run(&cairn)?;
     }
     Ok(())
 }
