@@ -1,5 +1,7 @@
 //! `recipes`: Keystone-style recipes and deployment plans.
 
+// The caller (recipe installs) is still being written.
+#[allow(dead_code)]
 mod artifact;
 
 /// Bindings for the `wasi:http` client side, generated from `wit/world.wit`.
