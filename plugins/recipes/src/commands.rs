@@ -187,7 +187,9 @@ impl Commands<'_> {
 
     fn status(&self) -> Value {
         let status = &self.engine.status;
+        let cache = self.engine.runner.store.usage();
         json!({
+            "cache": { "entries": cache.entries, "bytes": cache.bytes, "limit": cache.limit },
             "phase": status.phase.as_str(),
             "operation": status.operation,
             "layer": self.engine.operation.as_ref().map(|operation| operation.layer),

@@ -228,7 +228,7 @@ impl Engine {
                 .entry(name.clone())
                 .or_insert_with(|| Record::new(name, &component.fingerprint));
             let current = record.fingerprint == component.fingerprint;
-            let needs_launch = !launched && !(current && record.phase.running());
+            let needs_launch = !(launched || (current && record.phase.running()));
             if needs_launch {
                 if record.process.is_some() {
                     self.runner.stop(None, record);

@@ -14,6 +14,7 @@
 //! restart of the daemon or a new release of this plugin carries on without
 //! restarting healthy components. See docs/recipes.md.
 
+// The caller (recipe installs) is still being written.
 mod artifact;
 mod commands;
 mod engine;

@@ -16,6 +16,7 @@ use crate::units;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SHELL: &str = "/bin/sh";
+const CHMOD: &str = "/bin/chmod";
 const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2_000;
 const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
 
@@ -54,9 +55,16 @@ impl Runner {
             std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {dir}: {err}"))?;
             for artifact in &recipe.artifacts {
                 let spec = artifact_spec(artifact);
-                self.store
+                let installed = self
+                    .store
                     .install(&spec, std::path::Path::new(&dir))
-                    .map_err(|err| format!("artifact {}: {err}", artifact.uri))?;
+                    .map_err(|err| err.to_string())?;
+                let executables: Vec<String> = installed
+                    .executables
+                    .iter()
+                    .map(|path| format!("{dir}/{}", path.display()))
+                    .collect();
+                make_executable(&component.name, &executables)?;
             }
             if let Some(install) = &recipe.lifecycle.install {
                 self.run_script(component, "install", install, Duration::from_secs(120))?;
@@ -370,6 +378,28 @@ fn resolve(dir: &str, path: &str) -> String {
         path.to_string()
     } else {
         format!("{dir}/{}", path.trim_start_matches("./"))
+    }
+}
+
+/// WASI cannot set file modes, so executables from artifacts get theirs
+/// from `chmod`, which the policy must allow (`args = ["0755", "**"]`).
+fn make_executable(component: &str, paths: &[String]) -> Result<(), String> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let spec = Spec::new(&format!("{component}.chmod"), CHMOD)
+        .arg("0755")
+        .args(paths)
+        .no_new_privs(true);
+    let id = process::spawn(&spec).map_err(|err| {
+        format!("cannot make the artifact's executables executable ({CHMOD} 0755 must be in [grants.process]): {err}")
+    })?;
+    let outcome = wait(id, Duration::from_secs(30));
+    let _ = process::forget(id);
+    match outcome {
+        Ok(Some(0)) => Ok(()),
+        Ok(code) => Err(format!("{CHMOD} 0755 failed ({code:?})")),
+        Err(err) => Err(format!("{CHMOD} 0755: {err}")),
     }
 }
 

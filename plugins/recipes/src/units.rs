@@ -20,7 +20,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         "h" => value * 3_600_000.0,
         other => return Err(format!("invalid duration `{text}`: unknown unit `{other}`")),
     };
-    if !millis.is_finite() || millis < 0.0 || millis > 7.0 * 86_400_000.0 {
+    if !millis.is_finite() || !(0.0..=7.0 * 86_400_000.0).contains(&millis) {
         return Err(format!(
             "invalid duration `{text}`: out of range (0 to 7 days)"
         ));
