@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! The recipes tests' fixture: a daemon running the `health` and `recipes`
 //! plugins, with a components root of its own, recipe texts for small shell
 //! services, and what /proc says about the processes they run.
@@ -58,14 +59,26 @@ args = ["-f", "*"]
     .to_string()
 }
 
-/// `extra_grants` replaces the default (useless) `[grants.http-client]`.
-pub fn recipes_policy(root: &Path, extra_grants: &str) -> String {
+/// Additions to the `recipes` policy of a test.
+#[derive(Default)]
+pub struct Extra {
+    /// Keys of `[config]`.
+    pub config: String,
+    /// Replaces the default (useless) `[grants.http-client]`.
+    pub http_client: String,
+    /// More `[[grants.process.allow]]` entries.
+    pub process: String,
+}
+
+pub fn recipes_policy(root: &Path, extra: &Extra) -> String {
     let root = root.display();
-    let extra_grants = if extra_grants.is_empty() {
+    let http_client = if extra.http_client.is_empty() {
         "[grants.http-client]\nallow = [\"http://127.0.0.1:9\"]\n"
     } else {
-        extra_grants
+        extra.http_client.as_str()
     };
+    let config = &extra.config;
+    let process = &extra.process;
     format!(
         r#"[plugin]
 name = "recipes"
@@ -74,6 +87,7 @@ signers = ["dev"]
 [config]
 root = "{root}"
 tick-ms = 100
+{config}
 
 [grants.log]
 [grants.kv]
@@ -86,28 +100,30 @@ subscribe = ["health/changed/+"]
 call = ["health/add", "health/remove", "health/get"]
 [grants.files]
 write = ["{root}"]
-{extra_grants}
+{http_client}
 [grants.process]
 max-processes = 64
 allow-shell = true
 [[grants.process.allow]]
 exe = "/bin/sh"
 args = ["**"]
+{process}
 "#
     )
 }
 
 /// A daemon with `health` and `recipes` installed.
 pub fn fixture() -> Fixture {
-    fixture_with("")
+    fixture_with(|_| Extra::default())
 }
 
-pub fn fixture_with(extra_grants: &str) -> Fixture {
+/// A fixture whose `recipes` policy gets `extra(root)`.
+pub fn fixture_with(extra: impl FnOnce(&Path) -> Extra) -> Fixture {
     let daemon = Daemon::start();
     let root = daemon.root().join("components-root");
     fs::create_dir_all(&root).unwrap();
     daemon.write_policy("health", &health_policy());
-    daemon.write_policy("recipes", &recipes_policy(&root, extra_grants));
+    daemon.write_policy("recipes", &recipes_policy(&root, &extra(&root)));
     daemon.install(&plugin_wasm("health")).unwrap();
     daemon.install(&plugin_wasm("recipes")).unwrap();
     Fixture { daemon, root }
