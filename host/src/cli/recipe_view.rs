@@ -46,8 +46,9 @@ pub(crate) struct ActionsReply {
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct Component {
     pub name: String,
+    /// Unknown once the plan that named it failed and was dropped.
     #[serde(default)]
-    pub recipe: String,
+    pub recipe: Option<String>,
     #[serde(default)]
     pub version: Option<String>,
     pub state: String,

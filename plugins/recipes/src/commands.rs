@@ -199,8 +199,15 @@ impl Commands<'_> {
     }
 
     fn graph(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let from_request: Option<ApplyRequest> =
+        // `{}` (or nothing) asks for the applied plan; a plan in the payload is graphed as is.
+        let payload_value: Option<Value> =
             parse_payload(payload).map_err(|err| format!("plan-graph: {}", err.message()))?;
+        let from_request: Option<ApplyRequest> = match payload_value {
+            Some(value) if value.get("plan").is_some() => {
+                Some(serde_json::from_value(value).map_err(|err| format!("plan-graph: {err}"))?)
+            }
+            _ => None,
+        };
         let mut warnings = Vec::new();
         let plan = match from_request {
             Some(request) => self.build(&request, &mut warnings)?,

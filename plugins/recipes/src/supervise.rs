@@ -145,11 +145,8 @@ impl Engine {
                 .get(dependent)
                 .is_some_and(|record| record.phase.running() || record.phase == Phase::Backoff);
             if running {
-                self.stop_component(
-                    dependent,
-                    Phase::Waiting,
-                    Some(format!("waiting for hard dependency {name}")),
-                );
+                cairn_sdk::info!("{dependent} waits for its hard dependency {name}");
+                self.stop_component(dependent, Phase::Waiting, None);
             }
         }
     }
@@ -356,11 +353,7 @@ impl Engine {
         );
         if !dry_run {
             for dependent in dependents.iter().rev() {
-                self.stop_component(
-                    dependent,
-                    Phase::Waiting,
-                    Some(format!("waiting for {name}")),
-                );
+                self.stop_component(dependent, Phase::Waiting, None);
             }
             self.stop_component(name, Phase::Backoff, None);
             if let Some(record) = self.records.get_mut(name) {
