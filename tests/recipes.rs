@@ -442,3 +442,65 @@ fn a_new_release_of_the_plugin_carries_on_without_restarts() {
         "restarted",
     );
 }
+
+#[test]
+fn the_cli_applies_plan_files_and_shows_components_and_graph() {
+    let fx = fixture();
+    let dir = fx.daemon.root().join("plan");
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    let db = service("db");
+    let api = service("api").depends("db", "hard");
+    std::fs::write(dir.join("recipes/db.toml"), db.toml()).unwrap();
+    std::fs::write(dir.join("recipes/api.toml"), api.toml()).unwrap();
+    std::fs::write(
+        dir.join("plan.toml"),
+        "[[components]]\nname = \"db\"\nrecipe = \"recipes/db.toml\"\n\n[[components]]\nname = \"api\"\nrecipe = \"recipes/api.toml\"\n",
+    )
+    .unwrap();
+    let plan_path = dir.join("plan.toml");
+    let plan_path = plan_path.to_str().unwrap();
+
+    let dry = fx.daemon.cli(&["apply", plan_path, "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("layer 1: api"),
+        "{dry:?}"
+    );
+    assert!(
+        fx.processes_in_root().is_empty(),
+        "a dry run starts nothing"
+    );
+
+    let applied = fx.daemon.cli(&["apply", plan_path, "--timeout", "30s"]);
+    assert!(applied.status.success(), "{applied:?}");
+    let components = fx.daemon.cli_json(&["components"]).unwrap();
+    let states: Vec<(&str, &str)> = components["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("db", "ready"), ("api", "ready")]);
+    let graph = fx.daemon.cli(&["graph", "--dot"]);
+    let dot = String::from_utf8_lossy(&graph.stdout);
+    assert!(
+        dot.contains("\"api\" -> \"db\" [style=solid, label=\"hard\"]"),
+        "{dot}"
+    );
+
+    // A broken recipe file: the CLI exits 1 with the file's line, nothing changes.
+    std::fs::write(
+        dir.join("recipes/api.toml"),
+        api.toml().replace("grace =", "grac ="),
+    )
+    .unwrap();
+    let refused = fx.daemon.cli(&["apply", plan_path]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("recipes/api.toml line ")
+            && stderr.contains("unknown key `lifecycle.run.grac`"),
+        "{stderr}"
+    );
+    assert_eq!(fx.status()["phase"], "applied");
+}

@@ -20,6 +20,8 @@ pub(crate) struct Action {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct ApplyReply {
+    /// Absent from a dry run, which starts no operation.
+    #[serde(default)]
     pub operation: u64,
     #[serde(default)]
     pub layers: Vec<Vec<String>>,
