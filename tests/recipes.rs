@@ -12,7 +12,17 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{alive, fixture, parent, plan, service};
+use support::{Fixture, Service, alive, fixture, parent, plan, service};
+
+/// Applies `db` and `api` (hard-depending on it); their pids once both are ready.
+fn db_and_api(fx: &Fixture) -> (Service, Service, u32, u32) {
+    let db = service("db");
+    let api = service("api").depends("db", "hard");
+    fx.apply(plan(&[&db, &api])).unwrap();
+    fx.wait_phase("applied");
+    let (db_pid, api_pid) = (fx.pid("db"), fx.pid("api"));
+    (db, api, db_pid, api_pid)
+}
 
 #[test]
 fn layers_start_in_dependency_order_and_in_parallel() {
@@ -66,11 +76,7 @@ fn layers_start_in_dependency_order_and_in_parallel() {
 #[test]
 fn a_component_failing_its_health_rolls_back_to_the_previous_plan() {
     let fx = fixture();
-    let db = service("db");
-    let api = service("api").depends("db", "hard");
-    fx.apply(plan(&[&db, &api])).unwrap();
-    fx.wait_phase("applied");
-    let (db_pid, api_pid) = (fx.pid("db"), fx.pid("api"));
+    let (db, _, db_pid, api_pid) = db_and_api(&fx);
 
     // v2 of the api never creates its ready file.
     let mut broken = service("api")
@@ -199,11 +205,7 @@ fn a_dependency_crash_cascades_to_hard_dependents() {
 #[test]
 fn operators_stop_restart_and_reconcile_components() {
     let fx = fixture();
-    let db = service("db");
-    let api = service("api").depends("db", "hard");
-    fx.apply(plan(&[&db, &api])).unwrap();
-    fx.wait_phase("applied");
-    let (db_pid, api_pid) = (fx.pid("db"), fx.pid("api"));
+    let (_, _, db_pid, api_pid) = db_and_api(&fx);
 
     let dry = fx
         .call("component-restart", json!({"name": "db", "dry-run": true}))
@@ -417,11 +419,8 @@ fn a_daemon_killed_mid_apply_resumes_without_orphans() {
 #[test]
 fn a_new_release_of_the_plugin_carries_on_without_restarts() {
     let fx = fixture();
-    let db = service("db");
-    let api = service("api").depends("db", "hard");
-    fx.apply(plan(&[&db, &api])).unwrap();
-    fx.wait_phase("applied");
-    let before = (fx.pid("db"), fx.pid("api"));
+    let (_, _, db_pid, api_pid) = db_and_api(&fx);
+    let before = (db_pid, api_pid);
     let v2 = harness::variant("recipes", "0.2.0", "");
     fx.daemon.install(&v2).unwrap();
     let plugins = fx.daemon.plugins();
