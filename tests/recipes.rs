@@ -503,3 +503,37 @@ fn the_cli_applies_plan_files_and_shows_components_and_graph() {
     );
     assert_eq!(fx.status()["phase"], "applied");
 }
+
+#[test]
+fn a_reload_signals_the_running_process() {
+    let fx = fixture();
+    let reloadable = service("web")
+        .then("trap 'date +%s%N >> reloads' HUP; while :; do sleep 0.1; done")
+        .extra("[lifecycle.reload]\nsignal = \"HUP\"\n");
+    fx.apply(plan(&[&reloadable])).unwrap();
+    fx.wait_phase("applied");
+    let pid = fx.pid("web");
+    let dry = fx
+        .call("component-reload", json!({"name": "web", "dry-run": true}))
+        .unwrap();
+    assert_eq!(dry["actions"][0]["reason"], "signal HUP");
+    assert!(
+        !fx.dir("web").join("reloads").exists(),
+        "a dry run sends nothing"
+    );
+    let reloaded = fx.daemon.cli(&["reload", "web"]);
+    assert!(reloaded.status.success(), "{reloaded:?}");
+    assert!(
+        fx.daemon
+            .eventually(support::WAIT, || fx.dir("web").join("reloads").exists())
+    );
+    assert_eq!(fx.pid("web"), pid, "reloaded in place");
+    assert_eq!(fx.component("web")["state"], "ready");
+    let plain = service("plain");
+    fx.apply(plan(&[&reloadable, &plain])).unwrap();
+    fx.wait_phase("applied");
+    let err = fx
+        .call("component-reload", json!({"name": "plain"}))
+        .unwrap_err();
+    assert!(err.contains("plain has no [lifecycle.reload]"), "{err}");
+}

@@ -96,6 +96,8 @@ pub enum Command {
     Restart(ComponentArgs),
     /// Stop a component (and what depends on it)
     Stop(ComponentArgs),
+    /// Reload a running component as its recipe says (a signal or a script)
+    Reload(ComponentArgs),
     /// Show the status of the deployment plan, or stop it
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -179,8 +181,11 @@ async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outc
         Command::Apply(args) => recipes::apply(socket, args, quiet).await,
         Command::Components(target) => recipes::components(socket, target).await,
         Command::Graph(args) => recipes::graph(socket, args).await,
-        Command::Restart(args) => recipes::component_action(socket, args, true).await,
-        Command::Stop(args) => recipes::component_action(socket, args, false).await,
+        Command::Restart(args) => {
+            recipes::component_action(socket, args, "component-restart").await
+        }
+        Command::Stop(args) => recipes::component_action(socket, args, "component-stop").await,
+        Command::Reload(args) => recipes::component_action(socket, args, "component-reload").await,
         Command::Plan(command) => recipes::plan(socket, command).await,
         Command::Daemon(_)
         | Command::Key(_)

@@ -60,7 +60,7 @@ pub struct GraphArgs {
     pub target: RecipesPlugin,
 }
 
-/// Arguments of `cairn restart` and `cairn stop`.
+/// Arguments of `cairn restart`, `cairn stop` and `cairn reload`.
 #[derive(Debug, Args)]
 pub struct ComponentArgs {
     /// The component
@@ -316,17 +316,13 @@ pub(crate) async fn graph(socket: &Path, args: GraphArgs) -> Result<Outcome, Adm
     Ok(Outcome::new(value, human))
 }
 
-/// `cairn restart` (`restart == true`) and `cairn stop`.
+/// `cairn restart`, `cairn stop` and `cairn reload`: `command` is the
+/// plugin command (`component-restart`…).
 pub(crate) async fn component_action(
     socket: &Path,
     args: ComponentArgs,
-    restart: bool,
+    command: &str,
 ) -> Result<Outcome, AdminError> {
-    let command = if restart {
-        "component-restart"
-    } else {
-        "component-stop"
-    };
     let payload = json!({ "name": args.name, "dry-run": args.dry_run });
     let value = ask_plugin(socket, &args.target, command, payload).await?;
     let mut reply: ActionsReply = decode(&value)?;

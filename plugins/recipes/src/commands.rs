@@ -1,6 +1,7 @@
 //! The plugin's commands (so every adapter and the CLI reach them):
 //! `plan-apply`, `plan-apply-dry`, `plan-status`, `plan-graph`, `plan-stop`,
 //! `plan-reconcile`, `component-list`, `component-stop`, `component-restart`,
+//! `component-reload`,
 //! `recipe-add`, `recipe-list`, `recipe-delete`. See docs/recipes.md.
 
 use std::collections::BTreeMap;
@@ -112,13 +113,13 @@ impl Commands<'_> {
             "plan-stop" => reply(&json!({ "stopped": self.engine.stop_plan() })),
             "plan-reconcile" => reply(&json!({ "actions": self.engine.reconcile()? })),
             "component-list" => reply(&json!({ "components": self.components() })),
-            "component-stop" | "component-restart" => {
+            "component-stop" | "component-restart" | "component-reload" => {
                 let request: ComponentRequest =
                     request(payload, command, r#"{"name": "..", "dry-run": false}"#)?;
-                let actions = if command == "component-stop" {
-                    self.engine.stop_one(&request.name, request.dry_run)?
-                } else {
-                    self.engine.restart_one(&request.name, request.dry_run)?
+                let actions = match command {
+                    "component-stop" => self.engine.stop_one(&request.name, request.dry_run)?,
+                    "component-reload" => self.engine.reload_one(&request.name, request.dry_run)?,
+                    _ => self.engine.restart_one(&request.name, request.dry_run)?,
                 };
                 reply(&json!({ "dry-run": request.dry_run, "actions": actions }))
             }
@@ -126,7 +127,7 @@ impl Commands<'_> {
             "recipe-list" => self.recipe_list(),
             "recipe-delete" => self.recipe_delete(payload),
             other => Err(format!(
-                "unknown command `{other}` (expected plan-apply, plan-apply-dry, plan-status, plan-graph, plan-stop, plan-reconcile, component-list, component-stop, component-restart, recipe-add, recipe-list or recipe-delete)"
+                "unknown command `{other}` (expected plan-apply, plan-apply-dry, plan-status, plan-graph, plan-stop, plan-reconcile, component-list, component-stop, component-restart, component-reload, recipe-add, recipe-list or recipe-delete)"
             )),
         }
     }

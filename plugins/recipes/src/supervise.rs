@@ -366,6 +366,54 @@ impl Engine {
         Ok(actions)
     }
 
+    /// Reloads a running component as its `[lifecycle.reload]` says: a signal
+    /// to its process, or a script (bounded by `grace`, default 30 s).
+    pub fn reload_one(&mut self, name: &str, dry_run: bool) -> Result<Vec<Action>, String> {
+        self.check_component(name)?;
+        let component = self
+            .component(name)
+            .ok_or_else(|| format!("unknown component `{name}`"))?;
+        let reload = component
+            .recipe
+            .lifecycle
+            .reload
+            .clone()
+            .ok_or_else(|| format!("{name} has no [lifecycle.reload]"))?;
+        let process = self
+            .records
+            .get(name)
+            .filter(|record| record.phase.running())
+            .and_then(|record| record.process)
+            .ok_or_else(|| format!("{name} is not running"))?;
+        let how = match &reload.signal {
+            Some(signal) => format!("signal {signal}"),
+            None => "reload script".to_string(),
+        };
+        let actions = vec![Action::new(name, "reload", how)];
+        if dry_run {
+            return Ok(actions);
+        }
+        match (&reload.signal, &reload.script) {
+            (Some(signal), _) => process::signal(ProcessId(process), signal)
+                .map_err(|err| format!("cannot signal {name}: {err}"))?,
+            (None, Some(script)) => {
+                let script = crate::recipe::Script {
+                    script: script.clone(),
+                    timeout: reload.grace.clone(),
+                };
+                self.runner.run_script(
+                    &component,
+                    "reload",
+                    &script,
+                    std::time::Duration::from_secs(30),
+                )?;
+            }
+            (None, None) => return Err(format!("{name}: [lifecycle.reload] is empty")),
+        }
+        cairn_sdk::info!("{name} reloaded");
+        Ok(actions)
+    }
+
     /// Brings every component of the applied plan back to running: failed,
     /// exited, stopped and backing-off ones start now.
     pub fn reconcile(&mut self) -> Result<Vec<Action>, String> {
