@@ -24,6 +24,10 @@ pub struct CheckSpec {
     /// (otherwise any 2xx or 3xx).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_status: Option<u16>,
+    /// `add` only: replace a run-time check of the same name instead of
+    /// refusing it. Never stored.
+    #[serde(default, skip_serializing)]
+    pub replace: bool,
 }
 
 fn default_interval() -> u64 {
@@ -247,6 +251,7 @@ mod tests {
             failure_threshold: 3,
             success_threshold: 2,
             expect_status: None,
+            replace: false,
         }
     }
 

@@ -200,7 +200,10 @@ impl HealthPlugin {
             .map_err(|err| format!("add: {}", err.message()))?
             .ok_or(r#"add expects {"name": .., "target": .., "interval-ms": .., "timeout-ms": .., "failure-threshold": ..}"#)?;
         let target = spec.validate(self.tick_ms)?;
-        if self.checks.contains_key(&spec.name) {
+        // `replace` only ever replaces checks added by commands.
+        if let Some(existing) = self.checks.get(&spec.name)
+            && (!spec.replace || existing.from_config)
+        {
             return Err(format!(
                 "a check named `{}` exists already; remove it first",
                 spec.name

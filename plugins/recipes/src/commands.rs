@@ -241,9 +241,8 @@ impl Commands<'_> {
             .iter()
             .filter_map(|name| {
                 let record = engine.records.get(name)?;
-                let component = engine.component(name);
-                let metadata = component
-                    .as_ref()
+                let metadata = engine
+                    .component_ref(name)
                     .map(|component| &component.recipe.metadata);
                 Some(json!({
                     "name": name,

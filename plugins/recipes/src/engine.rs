@@ -51,7 +51,7 @@ pub fn now_ms() -> u64 {
 
 impl Engine {
     /// The recipe a component runs now: the operation's target first.
-    pub fn component(&self, name: &str) -> Option<Component> {
+    pub fn component_ref(&self, name: &str) -> Option<&Component> {
         let from_operation = self.operation.as_ref().and_then(|operation| {
             operation
                 .target
@@ -59,9 +59,12 @@ impl Engine {
                 .get(name)
                 .or_else(|| operation.previous.as_ref()?.components.get(name))
         });
-        from_operation
-            .or_else(|| self.applied.as_ref()?.components.get(name))
-            .cloned()
+        from_operation.or_else(|| self.applied.as_ref()?.components.get(name))
+    }
+
+    /// [`Engine::component_ref`], owned, for callers that then change the engine.
+    pub fn component(&self, name: &str) -> Option<Component> {
+        self.component_ref(name).cloned()
     }
 
     /// What applying `target` would do, in the order it would happen.

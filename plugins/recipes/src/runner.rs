@@ -227,11 +227,7 @@ impl Runner {
         }
         let id = process::spawn(&spec)
             .map_err(|err| format!("{stage} script of {}: {err}", component.name))?;
-        let outcome = wait(id, timeout);
-        let tail = process::output(id, 512)
-            .map(|out| String::from_utf8_lossy(&out.stderr).trim().to_string())
-            .unwrap_or_default();
-        let _ = process::forget(id);
+        let (outcome, tail) = run_to_end(id, timeout);
         match outcome {
             Ok(Some(0)) => Ok(()),
             Ok(code) => Err(format!(
@@ -315,11 +311,6 @@ impl Runner {
         health: &crate::recipe::HealthCheck,
     ) -> Result<(), String> {
         let name = check_name(&component.name);
-        let _ = commands::call_json::<_, Value>(
-            &self.health_plugin,
-            "remove",
-            &json!({ "name": name }),
-        );
         let millis = |value: &Option<String>, default: u64| {
             value
                 .as_deref()
@@ -332,6 +323,8 @@ impl Runner {
             "interval-ms": millis(&health.interval, DEFAULT_HEALTH_INTERVAL_MS),
             "timeout-ms": millis(&health.timeout, DEFAULT_HEALTH_TIMEOUT_MS),
             "failure-threshold": health.failure_threshold.unwrap_or(3),
+            // A check left from an earlier start of the component.
+            "replace": true,
         });
         commands::call_json::<_, Value>(&self.health_plugin, "add", &request)
             .map(|_| ())
@@ -394,13 +387,22 @@ fn make_executable(component: &str, paths: &[String]) -> Result<(), String> {
     let id = process::spawn(&spec).map_err(|err| {
         format!("cannot make the artifact's executables executable ({CHMOD} 0755 must be in [grants.process]): {err}")
     })?;
-    let outcome = wait(id, Duration::from_secs(30));
-    let _ = process::forget(id);
-    match outcome {
+    match run_to_end(id, Duration::from_secs(30)).0 {
         Ok(Some(0)) => Ok(()),
         Ok(code) => Err(format!("{CHMOD} 0755 failed ({code:?})")),
         Err(err) => Err(format!("{CHMOD} 0755: {err}")),
     }
+}
+
+/// Waits for a short-lived process (a script, `chmod`), then forgets it:
+/// its exit code, or why it did not finish, and the end of its stderr.
+fn run_to_end(id: ProcessId, timeout: Duration) -> (Result<Option<i32>, String>, String) {
+    let outcome = wait(id, timeout);
+    let tail = process::output(id, 512)
+        .map(|out| String::from_utf8_lossy(&out.stderr).trim().to_string())
+        .unwrap_or_default();
+    let _ = process::forget(id);
+    (outcome, tail)
 }
 
 /// Waits for a process to exit; on timeout it is killed.

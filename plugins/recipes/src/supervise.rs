@@ -156,54 +156,60 @@ impl Engine {
         if self.operation.is_some() {
             return;
         }
-        let Some(plan) = self.applied.clone() else {
+        let Some(plan) = &self.applied else {
             return;
         };
         let now = now_ms();
-        for name in plan.layers.iter().flatten() {
-            let Some(component) = plan.components.get(name) else {
-                continue;
-            };
-            let Some(record) = self.records.get(name) else {
-                continue;
-            };
-            let dependencies_ready = plan.hard_dependencies(name).iter().all(|dependency| {
+        // Most ticks find every component ready: only the others are looked at.
+        let pending: Vec<String> = plan
+            .layers
+            .iter()
+            .flatten()
+            .filter(|name| {
                 self.records
-                    .get(dependency)
-                    .is_some_and(|record| record.phase == Phase::Ready)
+                    .get(*name)
+                    .is_some_and(|record| match record.phase {
+                        Phase::Backoff => now >= record.due_ms,
+                        Phase::Waiting | Phase::Pending | Phase::Starting => true,
+                        _ => false,
+                    })
+            })
+            .cloned()
+            .collect();
+        for name in pending {
+            let Some(component) = self.component(&name) else {
+                continue;
+            };
+            let dependencies_ready = self.applied.as_ref().is_some_and(|plan| {
+                plan.hard_dependencies(&name).iter().all(|dependency| {
+                    self.records
+                        .get(dependency)
+                        .is_some_and(|record| record.phase == Phase::Ready)
+                })
             });
-            match record.phase {
-                Phase::Backoff | Phase::Waiting | Phase::Pending
-                    if record.phase != Phase::Backoff || now >= record.due_ms =>
-                {
-                    if dependencies_ready {
-                        self.launch(name, component);
-                    } else if record.phase != Phase::Waiting {
-                        let record = self.records.get_mut(name);
-                        if let Some(record) = record {
-                            record.phase = Phase::Waiting;
-                            state::save_record(record);
-                        }
-                    }
+            let Some(record) = self.records.get_mut(&name) else {
+                continue;
+            };
+            if record.phase != Phase::Starting {
+                if dependencies_ready {
+                    self.launch(&name, &component);
+                } else if record.phase != Phase::Waiting {
+                    record.phase = Phase::Waiting;
+                    state::save_record(record);
                 }
-                Phase::Starting => {
-                    let Some(record) = self.records.get_mut(name) else {
-                        continue;
-                    };
-                    match self.runner.readiness(component, record, now) {
-                        Readiness::Ready => {
-                            record.phase = Phase::Ready;
-                            cairn_sdk::info!("{name} is ready");
-                            state::save_record(record);
-                        }
-                        Readiness::NotYet => {}
-                        Readiness::Failed(error) => {
-                            self.runner.stop(Some(component), record);
-                            self.failure(name, error, false);
-                        }
-                    }
+                continue;
+            }
+            match self.runner.readiness(&component, record, now) {
+                Readiness::Ready => {
+                    record.phase = Phase::Ready;
+                    cairn_sdk::info!("{name} is ready");
+                    state::save_record(record);
                 }
-                _ => {}
+                Readiness::NotYet => {}
+                Readiness::Failed(error) => {
+                    self.runner.stop(Some(&component), record);
+                    self.failure(&name, error, false);
+                }
             }
         }
     }
@@ -218,10 +224,7 @@ impl Engine {
                 record.phase = Phase::Starting;
                 state::save_record(record);
             }
-            Err(error) => {
-                record.phase = Phase::Starting;
-                self.failure(name, error, false);
-            }
+            Err(error) => self.failure(name, error, false),
         }
     }
 

@@ -45,6 +45,11 @@ fn build(plan: &str, recipes: &[(&str, String)]) -> Result<Plan, String> {
     Plan::build(plan, &texts, &context, &mut Vec::new())
 }
 
+fn exec_args<'a>(plan: &'a Plan, name: &str) -> &'a Vec<String> {
+    let run = plan.components[name].recipe.run().unwrap();
+    &run.exec.as_ref().unwrap().args
+}
+
 const THREE: &str = "[[components]]\nname = \"db\"\nrecipe = \"db.toml\"\n\n[[components]]\nname = \"cache\"\nrecipe = \"cache.toml\"\n\n[[components]]\nname = \"api\"\nrecipe = \"api.toml\"\n";
 
 #[test]
@@ -161,14 +166,7 @@ fn layers_follow_dependencies() {
     assert_eq!(plan.hard_dependents("db"), vec!["cache", "api"]);
     assert_eq!(plan.hard_dependents("cache"), Vec::<String>::new());
     assert!(plan.dot().contains("\"api\" -> \"cache\" [style=dashed"));
-    let args = &plan.components["db"]
-        .recipe
-        .run()
-        .unwrap()
-        .exec
-        .as_ref()
-        .unwrap()
-        .args;
+    let args = exec_args(&plan, "db");
     assert_eq!(args, &vec!["30".to_string()]);
 }
 
@@ -258,13 +256,6 @@ fn plan_errors() {
         &[("db.toml", undefined)],
     )
     .unwrap();
-    let args = &plan.components["db"]
-        .recipe
-        .run()
-        .unwrap()
-        .exec
-        .as_ref()
-        .unwrap()
-        .args;
+    let args = exec_args(&plan, "db");
     assert_eq!(args, &vec!["5".to_string()]);
 }
