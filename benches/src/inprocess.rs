@@ -74,7 +74,7 @@ impl Setup {
             },
             registry,
             device_id: "bench".to_string(),
-            mqtt: Default::default(),
+            caps: Default::default(),
         })
         .await?;
         Ok(Setup {

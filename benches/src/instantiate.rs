@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn::caps::{self, Grants, Hub};
+use cairn::caps::{self, CapsConfig, Grants, HostSetup, SharedCaps};
+use cairn::contract::{Audit, HostLink};
+use cairn::kernel::Kernel;
 use cairn::policy::Policy;
 use cairn::runtime::cache::CompiledCache;
 use cairn::runtime::engine::{self, EngineSettings};
 use cairn::runtime::{PluginIdentity, Release, ReleaseSpec, RuntimeEnv};
 use cairn::state::digest::Digest;
-use cairn::state::kv::KvStore;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::inprocess::wasm;
@@ -39,15 +40,21 @@ pub async fn run() -> anyhow::Result<()> {
         loads.push(started.elapsed());
     }
 
-    let hub = Arc::new(Hub::new(
-        dir.path(),
-        KvStore::open(&dir.path().join("kv.redb"))?,
-    ));
+    let caps = Arc::new(SharedCaps::build(&HostSetup {
+        state_dir: dir.path().to_path_buf(),
+        device_id: "bench".into(),
+        started: Instant::now(),
+        audit: Arc::new(Audit::default()),
+        config: CapsConfig::default(),
+    })?);
+    // No kernel: the counter plugin calls nothing that needs one.
+    let host: HostLink = std::sync::Weak::<Kernel>::new();
     let (faults, _faults_rx) = mpsc::unbounded_channel();
     let env = Arc::new(RuntimeEnv {
         linker: caps::linker(&engine)?,
         engine: engine.clone(),
-        hub,
+        caps,
+        host,
         instance_permits: Arc::new(Semaphore::new(32)),
         faults,
         epoch_tick: tick,

@@ -11,8 +11,9 @@ use crate::admin::api::{
     ProgressSink, Status,
 };
 use crate::config::DaemonConfig;
-use crate::kernel::{InstallSource, Kernel, KernelConfig};
+use crate::kernel::{InstallSource, Kernel, KernelConfig, KernelError};
 use crate::logging::LogRing;
+use crate::runtime::CallError;
 use crate::runtime::engine::EngineSettings;
 use crate::supply::oci::{Credentials, RegistryOptions};
 
@@ -32,7 +33,9 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
         },
         registry: registry_options(&config.registry)?,
         device_id: config.device_id.clone(),
-        mqtt: config.mqtt.clone(),
+        caps: crate::caps::CapsConfig {
+            mqtt: config.mqtt.clone(),
+        },
     })
     .await?;
     let http = match &config.http {
@@ -85,7 +88,13 @@ async fn start_http(
     settings.address = socket.local_addr()?;
     tracing::info!(address = %settings.address, tls = settings.tls.is_some(), "serving HTTP");
     let weak = Arc::downgrade(kernel);
-    let router: Router = Arc::new(move |path| weak.upgrade()?.http_handler(path));
+    let router: Router = Arc::new(move |path| {
+        let kernel = weak.upgrade()?;
+        let routes = kernel.caps().http_server.table(&kernel.serving());
+        let plugin = routes.find(path)?.plugin.clone();
+        let handler = kernel.http_handler(&plugin)?;
+        Some((plugin, handler))
+    });
     Ok(tokio::spawn(listener::serve(socket, settings, router)))
 }
 
@@ -178,7 +187,7 @@ impl AdminApi for AdminService {
         self.kernel
             .install(source, req.force, &|_| Ok(()), &*progress)
             .await
-            .map_err(|err| err.to_admin())
+            .map_err(admin_error)
     }
 
     async fn install_ref(
@@ -195,21 +204,18 @@ impl AdminApi for AdminService {
                 &*progress,
             )
             .await
-            .map_err(|err| err.to_admin())
+            .map_err(admin_error)
     }
 
     async fn rollback(&self, name: String) -> Result<PluginSummary, AdminError> {
         self.kernel
             .rollback(&name, "requested by the operator")
             .await
-            .map_err(|err| err.to_admin())
+            .map_err(admin_error)
     }
 
     async fn remove(&self, name: String) -> Result<(), AdminError> {
-        self.kernel
-            .remove(&name)
-            .await
-            .map_err(|err| err.to_admin())
+        self.kernel.remove(&name).await.map_err(admin_error)
     }
 
     async fn call(
@@ -227,7 +233,7 @@ impl AdminApi for AdminService {
             .kernel
             .call(&plugin, &command, bytes, CALL_WAIT)
             .await
-            .map_err(|err| err.to_admin())?;
+            .map_err(admin_error)?;
         Ok(serde_json::from_slice(&reply).unwrap_or_else(|_| {
             serde_json::Value::String(String::from_utf8_lossy(&reply).into_owned())
         }))
@@ -248,4 +254,21 @@ impl AdminApi for AdminService {
     async fn health(&self) -> Result<HealthSummary, AdminError> {
         Ok(self.kernel.health(None).await)
     }
+}
+
+/// The error the admin socket returns for a failed kernel operation.
+fn admin_error(err: KernelError) -> AdminError {
+    let code = match &err {
+        _ if err.is_policy() => ErrorCode::Policy,
+        KernelError::Invalid(_) | KernelError::Start(_) => ErrorCode::Invalid,
+        KernelError::Signature(_) => ErrorCode::Signature,
+        KernelError::Denied(_) => ErrorCode::Denied,
+        KernelError::Conflict(_) | KernelError::Vetted { .. } => ErrorCode::Conflict,
+        KernelError::NotFound(_) => ErrorCode::NotFound,
+        KernelError::Call(CallError::Timeout(_)) => ErrorCode::Timeout,
+        KernelError::Call(CallError::Plugin(_)) => ErrorCode::Invalid,
+        KernelError::Call(_) => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
+    };
+    AdminError::new(code, err.to_string())
 }

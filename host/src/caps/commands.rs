@@ -3,14 +3,12 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::Capability;
-use crate::kernel::KernelError;
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::commands::{self as wit, CallError};
 use crate::policy::NamePattern;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::cairn::host::commands::{self as wit, CallError};
-use crate::runtime::{CallError as RuntimeCallError, InstanceState};
 
 /// How long a plugin waits for another plugin's reply (queue and execution).
 const CALL_WAIT: Duration = Duration::from_secs(30);
@@ -28,48 +26,44 @@ pub struct CommandsGrant {
 
 impl Capability for Commands {
     const NAME: &'static str = "commands";
-    const INTERFACE: &'static str = "cairn:host/commands";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/commands"];
     type Grant = CommandsGrant;
+    type Shared = ();
+    type Local = ();
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Commands>>(linker, |state| state.caps().view())
     }
+
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), _: Option<&CommandsGrant>, _: &mut InstanceSetup<'_>) {}
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Commands> {
     async fn call(
         &mut self,
         plugin: String,
         command: String,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
-        let Some(grant) = &self.grants.commands else {
-            return Err(CallError::Host(super::deny(
-                self,
-                Commands::NAME,
-                "the policy has no [grants.commands]",
-            )));
-        };
+        let grant = self.grant().map_err(CallError::Host)?;
         if !grant
             .call
             .iter()
             .any(|allowed| allowed.matches_call(&plugin, &command))
         {
             let detail = format!("calling `{plugin}/{command}` is outside the grant");
-            return Err(CallError::Host(super::deny(self, Commands::NAME, detail)));
+            return Err(CallError::Host(self.deny(detail)));
         }
         if plugin == self.plugin() {
             return Err(CallError::Host(CapError::Invalid(
                 "a plugin may not call itself".into(),
             )));
         }
-        let kernel = self.hub.kernel().map_err(CallError::Host)?;
-        match kernel.call(&plugin, &command, payload, CALL_WAIT).await {
-            Ok(reply) => Ok(reply),
-            Err(KernelError::Call(RuntimeCallError::Plugin(message))) => {
-                Err(CallError::Plugin(message))
-            }
-            Err(err) => Err(CallError::Host(err.to_cap_error())),
-        }
+        let host = crate::contract::host(&self.ctx.host).map_err(CallError::Host)?;
+        host.call(&plugin, &command, payload, CALL_WAIT).await
     }
 }

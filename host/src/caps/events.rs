@@ -3,13 +3,13 @@
 use std::sync::RwLock;
 
 use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::Capability;
+use super::{CapView, Capability, CapsData, HostSetup, InstanceCtx, InstanceSetup, ViewOf};
+use crate::contract::InstanceLink;
+use crate::contract::bindings::cairn::host::events as wit;
+use crate::contract::bindings::{CapError, Event};
 use crate::policy::{TopicPattern, validate_topic};
-use crate::runtime::bindings::cairn::host::events as wit;
-use crate::runtime::bindings::{CapError, Event};
-use crate::runtime::{ActorLink, InstanceState};
 
 const MAX_PAYLOAD: usize = 1024 * 1024;
 const MAX_SUBSCRIPTIONS: usize = 64;
@@ -30,11 +30,23 @@ pub struct EventsGrant {
 
 impl Capability for Events {
     const NAME: &'static str = "events";
-    const INTERFACE: &'static str = "cairn:host/events";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/events"];
     type Grant = EventsGrant;
+    type Shared = Bus;
+    type Local = ();
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Events>>(linker, |state| state.caps().view())
+    }
+
+    fn build(_: &HostSetup) -> anyhow::Result<Bus> {
+        Ok(Bus::default())
+    }
+
+    fn prepare(_: &Bus, _: Option<&EventsGrant>, _: &mut InstanceSetup<'_>) {}
+
+    fn instance_ended(bus: &Bus, _: &mut (), ctx: &InstanceCtx) {
+        bus.drop_instance(ctx.instance);
     }
 }
 
@@ -42,7 +54,7 @@ struct Subscription {
     instance: u64,
     pattern: TopicPattern,
     text: String,
-    link: ActorLink,
+    link: InstanceLink,
 }
 
 /// Every live subscription. Delivery goes only to instances of the release
@@ -71,23 +83,14 @@ impl Bus {
             .count()
     }
 
-    pub(super) fn drop_instance(&self, instance: u64) {
+    fn drop_instance(&self, instance: u64) {
         if let Ok(mut subscriptions) = self.subscriptions.write() {
             subscriptions.retain(|sub| sub.instance != instance);
         }
     }
 }
 
-impl InstanceState {
-    fn events_grant(&self) -> Result<&EventsGrant, CapError> {
-        self.grants
-            .events
-            .as_ref()
-            .ok_or_else(|| super::deny(self, Events::NAME, "the policy has no [grants.events]"))
-    }
-}
-
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Events> {
     async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<(), CapError> {
         validate_topic(&topic)
             .map_err(|err| CapError::Invalid(format!("topic `{topic}`: {err}")))?;
@@ -97,47 +100,38 @@ impl wit::Host for InstanceState {
                 payload.len()
             )));
         }
-        let grant = self.events_grant()?;
-        let device = &self.hub.device_id;
+        let grant = self.grant()?;
+        let device = &self.ctx.device_id;
         if !grant
             .publish
             .iter()
             .any(|allowed| allowed.resolve(device).matches(&topic))
         {
-            return Err(super::deny(
-                self,
-                Events::NAME,
-                format!("publishing on `{topic}` is outside the grant"),
-            ));
+            return Err(self.deny(format!("publishing on `{topic}` is outside the grant")));
         }
-        self.hub.events.publish(self.plugin(), &topic, &payload);
+        self.shared.publish(self.plugin(), &topic, &payload);
         Ok(())
     }
 
     async fn subscribe(&mut self, pattern: String) -> Result<(), CapError> {
-        let device = self.hub.device_id.clone();
+        let device = self.ctx.device_id.clone();
         let parsed = TopicPattern::parse(&pattern)
             .map_err(|err| CapError::Invalid(format!("pattern `{pattern}`: {err}")))?
             .resolve(&device);
-        let grant = self.events_grant()?;
+        let grant = self.grant()?;
         if !grant
             .subscribe
             .iter()
             .any(|allowed| allowed.resolve(&device).covers(&parsed))
         {
-            return Err(super::deny(
-                self,
-                Events::NAME,
-                format!("subscribing to `{pattern}` is outside the grant"),
-            ));
+            return Err(self.deny(format!("subscribing to `{pattern}` is outside the grant")));
         }
         let mut subscriptions = self
-            .hub
-            .events
+            .shared
             .subscriptions
             .write()
             .map_err(|_| CapError::Internal("event bus poisoned".into()))?;
-        let id = self.local.id;
+        let id = self.ctx.instance;
         if subscriptions
             .iter()
             .any(|sub| sub.instance == id && sub.text == pattern)
@@ -158,21 +152,20 @@ impl wit::Host for InstanceState {
             instance: id,
             pattern: parsed,
             text: pattern,
-            link: self.local.link.clone(),
+            link: self.ctx.link.clone(),
         });
         Ok(())
     }
 
     async fn unsubscribe(&mut self, pattern: String) -> Result<bool, CapError> {
-        self.events_grant()?;
+        self.grant()?;
         let mut subscriptions = self
-            .hub
-            .events
+            .shared
             .subscriptions
             .write()
             .map_err(|_| CapError::Internal("event bus poisoned".into()))?;
         let before = subscriptions.len();
-        let id = self.local.id;
+        let id = self.ctx.instance;
         subscriptions.retain(|sub| !(sub.instance == id && sub.text == pattern));
         Ok(subscriptions.len() != before)
     }

@@ -12,8 +12,7 @@ use serde::Deserialize;
 use wasmtime::component::Linker;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::Capability;
-use crate::runtime::InstanceState;
+use super::{Capability, CapsData, HostSetup, InstanceSetup};
 
 pub struct Files;
 
@@ -31,8 +30,10 @@ pub struct FilesGrant {
 
 impl Capability for Files {
     const NAME: &'static str = "files";
-    const INTERFACE: &'static str = "wasi:filesystem/preopens";
+    const INTERFACES: &'static [&'static str] = &["wasi:filesystem/"];
     type Grant = FilesGrant;
+    type Shared = ();
+    type Local = ();
 
     fn validate(grant: &FilesGrant) -> Result<(), String> {
         if grant.read.is_empty() && grant.write.is_empty() {
@@ -44,10 +45,18 @@ impl Capability for Files {
         Ok(())
     }
 
-    /// `wasi:filesystem` is part of every plugin's baseline; the grant only
-    /// decides which directories an instance starts with.
-    fn add_to_linker(_linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    /// `wasi:filesystem` is linked with the rest of WASI (see `wasi.rs`); the
+    /// grant decides which directories an instance starts with.
+    fn add_to_linker<T: CapsData>(_: &mut Linker<T>) -> wasmtime::Result<()> {
         Ok(())
+    }
+
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), grant: Option<&FilesGrant>, instance: &mut InstanceSetup<'_>) {
+        preopen(instance.wasi, &instance.ctx.plugin, grant);
     }
 }
 
@@ -74,7 +83,7 @@ fn check_dir(dir: &Path) -> Result<(), String> {
 /// Opens the granted directories in a new instance's WASI context. A directory
 /// that cannot be opened (it does not exist yet, say) is left out with a warning:
 /// the plugin then gets `not found` for paths under it.
-pub fn preopen(builder: &mut WasiCtxBuilder, plugin: &str, grant: Option<&FilesGrant>) {
+fn preopen(builder: &mut WasiCtxBuilder, plugin: &str, grant: Option<&FilesGrant>) {
     let Some(grant) = grant else {
         return;
     };

@@ -1,13 +1,15 @@
 //! `cairn:host/kv`: durable key-value storage, one namespace per plugin.
 
-use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use std::sync::Arc;
 
-use super::{Capability, blocking};
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::cairn::host::kv as wit;
-use crate::state::kv::KvError;
+use anyhow::Context as _;
+use serde::Deserialize;
+use wasmtime::component::Linker;
+
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf, blocking};
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::kv as wit;
+use crate::state::kv::{KvError, KvStore};
 
 pub struct Kv;
 
@@ -29,20 +31,28 @@ fn default_quota() -> u64 {
 
 impl Capability for Kv {
     const NAME: &'static str = "kv";
-    const INTERFACE: &'static str = "cairn:host/kv";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/kv"];
     type Grant = KvGrant;
+    /// The daemon's one store (`<state>/kv.redb`), a namespace per plugin.
+    type Shared = Arc<KvStore>;
+    type Local = ();
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Kv>>(linker, |state| state.caps().view())
     }
+
+    fn build(setup: &HostSetup) -> anyhow::Result<Arc<KvStore>> {
+        let store =
+            KvStore::open(&setup.state_dir.join("kv.redb")).context("opening the kv store")?;
+        Ok(Arc::new(store))
+    }
+
+    fn prepare(_: &Arc<KvStore>, _: Option<&KvGrant>, _: &mut InstanceSetup<'_>) {}
 }
 
-impl InstanceState {
-    fn kv_quota(&self) -> Result<u64, CapError> {
-        match &self.grants.kv {
-            Some(grant) => Ok(grant.quota),
-            None => Err(super::deny(self, Kv::NAME, "the policy has no [grants.kv]")),
-        }
+impl CapView<'_, Kv> {
+    fn quota(&self) -> Result<u64, CapError> {
+        self.grant().map(|grant| grant.quota)
     }
 }
 
@@ -57,20 +67,19 @@ fn storage_error(err: KvError) -> CapError {
     }
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Kv> {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CapError> {
-        self.kv_quota()?;
+        self.quota()?;
         // Reads never wait on the disk's fsync: they run inline, which keeps
         // them in the microsecond range instead of paying a thread hop.
-        self.hub
-            .kv
-            .get(&self.identity.name, &key)
+        self.shared
+            .get(&self.ctx.plugin, &key)
             .map_err(storage_error)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), CapError> {
-        let quota = self.kv_quota()?;
-        let (store, namespace) = (self.hub.kv.clone(), self.identity.name.clone());
+        let quota = self.quota()?;
+        let (store, namespace) = (self.shared.clone(), self.ctx.plugin.clone());
         blocking(move || {
             store
                 .set(&namespace, &key, &value, quota)
@@ -80,16 +89,15 @@ impl wit::Host for InstanceState {
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, CapError> {
-        self.kv_quota()?;
-        let (store, namespace) = (self.hub.kv.clone(), self.identity.name.clone());
+        self.quota()?;
+        let (store, namespace) = (self.shared.clone(), self.ctx.plugin.clone());
         blocking(move || store.delete(&namespace, &key).map_err(storage_error)).await
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, CapError> {
-        self.kv_quota()?;
-        self.hub
-            .kv
-            .list_keys(&self.identity.name, &prefix)
+        self.quota()?;
+        self.shared
+            .list_keys(&self.ctx.plugin, &prefix)
             .map_err(storage_error)
     }
 }

@@ -1,11 +1,10 @@
 //! `cairn:host/log`: plugin log records into the host log.
 
 use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::Capability;
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::cairn::host::log::{self as wit, Level};
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::bindings::cairn::host::log::{self as wit, Level};
 
 const MAX_MESSAGE: usize = 8 * 1024;
 
@@ -34,11 +33,22 @@ pub enum MinLevel {
 
 impl Capability for Log {
     const NAME: &'static str = "log";
-    const INTERFACE: &'static str = "cairn:host/log";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/log"];
     type Grant = LogGrant;
+    type Shared = ();
+    /// Whether the instance's dropped records were reported (once is enough).
+    type Local = bool;
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Log>>(linker, |state| state.caps().view())
+    }
+
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), _: Option<&LogGrant>, _: &mut InstanceSetup<'_>) -> bool {
+        false
     }
 }
 
@@ -52,16 +62,12 @@ fn rank(level: Level) -> MinLevel {
     }
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Log> {
     async fn write(&mut self, level: Level, mut message: String) {
-        let Some(grant) = &self.grants.log else {
-            if !self.local.log_denial_reported {
-                self.local.log_denial_reported = true;
-                super::deny(
-                    self,
-                    Log::NAME,
-                    "log records dropped: the policy has no [grants.log]",
-                );
+        let Some(grant) = self.grant else {
+            if !*self.local {
+                *self.local = true;
+                self.deny("log records dropped: the policy has no [grants.log]");
             }
             return;
         };

@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::Capability;
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::cairn::host::metrics as wit;
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::Audit;
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::metrics as wit;
 
 pub struct Metrics;
 
@@ -30,11 +30,26 @@ fn default_max_series() -> usize {
 
 impl Capability for Metrics {
     const NAME: &'static str = "metrics";
-    const INTERFACE: &'static str = "cairn:host/metrics";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/metrics"];
     type Grant = MetricsGrant;
+    type Shared = Registry;
+    type Local = ();
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Metrics>>(linker, |state| state.caps().view())
+    }
+
+    fn build(setup: &HostSetup) -> anyhow::Result<Registry> {
+        Ok(Registry {
+            series: Mutex::default(),
+            audit: setup.audit.clone(),
+        })
+    }
+
+    fn prepare(_: &Registry, _: Option<&MetricsGrant>, _: &mut InstanceSetup<'_>) {}
+
+    fn render_metrics(registry: &Registry, out: &mut String) {
+        registry.render(out);
     }
 }
 
@@ -51,24 +66,17 @@ enum Value {
     Gauge(f64),
 }
 
-/// Plugin-published series and host-side audit counters.
-#[derive(Default)]
+/// Plugin-published series, rendered with the audit's denial counters.
 pub struct Registry {
     series: Mutex<BTreeMap<SeriesKey, Value>>,
-    denials: Mutex<BTreeMap<String, u64>>,
+    audit: Arc<Audit>,
 }
 
 impl Registry {
-    /// Counts a denied capability call for `plugin`.
-    pub fn count_denial(&self, plugin: &str) {
-        if let Ok(mut denials) = self.denials.lock() {
-            *denials.entry(plugin.to_string()).or_default() += 1;
-        }
-    }
-
     /// Appends plugin series and denial counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        if let Ok(denials) = self.denials.lock() {
+        {
+            let denials = self.audit.snapshot();
             let _ = writeln!(out, "# TYPE cairn_plugin_denials_total counter");
             for (plugin, count) in denials.iter() {
                 let _ = writeln!(
@@ -103,21 +111,16 @@ impl Registry {
             };
         }
     }
+}
 
+impl CapView<'_, Metrics> {
     fn update(
         &self,
-        state: &InstanceState,
         name: String,
         labels: Vec<(String, String)>,
         value: Value,
     ) -> Result<(), CapError> {
-        let Some(grant) = &state.grants.metrics else {
-            return Err(super::deny(
-                state,
-                Metrics::NAME,
-                "the policy has no [grants.metrics]",
-            ));
-        };
+        let grant = self.grant()?;
         check_name(&name)?;
         for (label, _) in &labels {
             check_name(label)?;
@@ -131,10 +134,11 @@ impl Registry {
         labels.sort();
         let key = SeriesKey {
             name,
-            plugin: state.plugin().to_string(),
+            plugin: self.plugin().to_string(),
             labels,
         };
         let mut series = self
+            .shared
             .series
             .lock()
             .map_err(|_| CapError::Internal("metrics registry poisoned".into()))?;
@@ -193,16 +197,14 @@ pub fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Metrics> {
     async fn counter_add(
         &mut self,
         name: String,
         labels: Vec<(String, String)>,
         delta: u64,
     ) -> Result<(), CapError> {
-        let hub = self.hub.clone();
-        hub.metrics
-            .update(self, name, labels, Value::Counter(delta))
+        self.update(name, labels, Value::Counter(delta))
     }
 
     async fn gauge_set(
@@ -214,7 +216,6 @@ impl wit::Host for InstanceState {
         if !value.is_finite() {
             return Err(CapError::Invalid("gauge values must be finite".into()));
         }
-        let hub = self.hub.clone();
-        hub.metrics.update(self, name, labels, Value::Gauge(value))
+        self.update(name, labels, Value::Gauge(value))
     }
 }

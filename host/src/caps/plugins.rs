@@ -1,18 +1,18 @@
 //! `cairn:host/plugins`: managing installed plugins from a plugin (the
 //! control-plane adapters use it to install over the air).
 
-use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use std::sync::Arc;
 
-use super::Capability;
-use crate::kernel::{InstallSource, Kernel, PluginView};
-use crate::policy::NamePattern;
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::Event;
-use crate::runtime::bindings::cairn::host::plugins::{
-    self as wit, HealthSummary, PluginHealth, PluginInfo, Source,
+use serde::Deserialize;
+use wasmtime::component::Linker;
+
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::bindings::cairn::host::plugins::{
+    self as wit, HealthSummary, PluginInfo, Source,
 };
+use crate::contract::bindings::{CapError, Event};
+use crate::contract::{InstallRequest, InstallSource, PluginHost};
+use crate::policy::NamePattern;
 
 /// The topic of the event that reports how a `start-install` ended.
 pub const INSTALL_FINISHED: &str = "cairn/plugins/install-finished";
@@ -35,23 +35,20 @@ pub struct PluginsGrant {
 
 impl Capability for Plugins {
     const NAME: &'static str = "plugins";
-    const INTERFACE: &'static str = "cairn:host/plugins";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/plugins"];
     type Grant = PluginsGrant;
+    type Shared = ();
+    type Local = ();
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Plugins>>(linker, |state| state.caps().view())
     }
-}
 
-fn info(view: PluginView) -> PluginInfo {
-    PluginInfo {
-        name: view.name,
-        version: view.version,
-        digest: view.digest,
-        state: view.state,
-        previous_version: view.previous_version,
-        restarts: view.restarts,
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
+        Ok(())
     }
+
+    fn prepare(_: &(), _: Option<&PluginsGrant>, _: &mut InstanceSetup<'_>) {}
 }
 
 /// `plugin-info` as the JSON of an install-finished event (the keys of `cairn --json plugin list`).
@@ -82,49 +79,34 @@ fn install_finished(tag: &str, outcome: Result<PluginInfo, CapError>) -> Event {
     }
 }
 
-impl InstanceState {
-    fn plugins_grant(&self) -> Result<&PluginsGrant, CapError> {
-        self.grants
-            .plugins
-            .as_ref()
-            .ok_or_else(|| super::deny(self, Plugins::NAME, "the policy has no [grants.plugins]"))
-    }
-
+impl CapView<'_, Plugins> {
     /// The kernel, if this plugin may manage `name`.
-    fn manage(&self, name: &str) -> Result<std::sync::Arc<Kernel>, CapError> {
-        let grant = self.plugins_grant()?;
+    fn manage(&self, name: &str) -> Result<Arc<dyn PluginHost>, CapError> {
+        let grant = self.grant()?;
         if !grant
             .manage
             .iter()
             .any(|allowed| allowed.matches_plugin(name))
         {
-            return Err(super::deny(
-                self,
-                Plugins::NAME,
-                format!("managing plugin `{name}` is outside the grant"),
-            ));
+            return Err(self.deny(format!("managing plugin `{name}` is outside the grant")));
         }
-        self.hub.kernel()
+        crate::contract::host(&self.ctx.host)
     }
 
     /// The kernel, if this plugin may read (`read = true`); `what` names the refused call.
-    fn reader(&self, what: &str) -> Result<std::sync::Arc<Kernel>, CapError> {
-        if !self.plugins_grant()?.read {
-            return Err(super::deny(
-                self,
-                Plugins::NAME,
-                format!("{what} needs `read = true`"),
-            ));
+    fn reader(&self, what: &str) -> Result<Arc<dyn PluginHost>, CapError> {
+        if !self.grant()?.read {
+            return Err(self.deny(format!("{what} needs `read = true`")));
         }
-        self.hub.kernel()
+        crate::contract::host(&self.ctx.host)
     }
 
     fn install_job(
         &self,
         source: Source,
         force: bool,
-    ) -> Result<(std::sync::Arc<Kernel>, InstallJob), CapError> {
-        let patterns = self.plugins_grant()?.manage.clone();
+    ) -> Result<(Arc<dyn PluginHost>, InstallRequest), CapError> {
+        let patterns = self.grant()?.manage.clone();
         let source = match source {
             Source::Cached(digest) => InstallSource::Cached(digest),
             Source::Bytes((bytes, signature)) => InstallSource::Bytes {
@@ -134,20 +116,30 @@ impl InstanceState {
             },
             Source::Oci(reference) => InstallSource::Oci(reference),
         };
-        let job = InstallJob {
+        let (caller, audit) = (self.ctx.plugin.clone(), self.ctx.audit.clone());
+        // The component names the plugin: only then can the grant be checked.
+        let authorize = Box::new(move |name: &str| {
+            if patterns.iter().any(|allowed| allowed.matches_plugin(name)) {
+                Ok(())
+            } else {
+                let detail = format!("installing plugin `{name}` is outside the grant");
+                audit.record(&caller, Plugins::NAME, &detail);
+                Err(detail)
+            }
+        });
+        let request = InstallRequest {
             source,
             force,
-            patterns,
-            caller: self.plugin().to_string(),
+            authorize,
         };
-        Ok((self.hub.kernel()?, job))
+        Ok((crate::contract::host(&self.ctx.host)?, request))
     }
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Plugins> {
     async fn install(&mut self, source: Source, force: bool) -> Result<PluginInfo, CapError> {
-        let (kernel, job) = self.install_job(source, force)?;
-        job.run(&kernel).await
+        let (host, request) = self.install_job(source, force)?;
+        host.install(request).await
     }
 
     async fn start_install(
@@ -156,11 +148,11 @@ impl wit::Host for InstanceState {
         force: bool,
         tag: String,
     ) -> Result<(), CapError> {
-        let (kernel, job) = self.install_job(source, force)?;
+        let (host, request) = self.install_job(source, force)?;
         let caller = self.plugin().to_string();
         tokio::spawn(async move {
-            let event = install_finished(&tag, job.run(&kernel).await);
-            if !kernel.notify(&caller, event, NOTIFY_WAIT).await {
+            let event = install_finished(&tag, host.install(request).await);
+            if !host.notify(&caller, event, NOTIFY_WAIT).await {
                 tracing::warn!(plugin = %caller, "an install it started finished, but the plugin could not be told (not running, or its queue stayed full)");
             }
         });
@@ -168,77 +160,25 @@ impl wit::Host for InstanceState {
     }
 
     async fn list(&mut self) -> Result<Vec<PluginInfo>, CapError> {
-        let kernel = self.reader("listing plugins")?;
-        Ok(kernel.plugins().into_iter().map(info).collect())
+        Ok(self.reader("listing plugins")?.list())
     }
 
     async fn rollback(&mut self, name: String) -> Result<PluginInfo, CapError> {
-        let kernel = self.manage(&name)?;
-        kernel
-            .rollback(&name, "requested by plugin")
-            .await
-            .map(info)
-            .map_err(|err| err.to_cap_error())
+        let host = self.manage(&name)?;
+        host.rollback(&name, "requested by plugin").await
     }
 
     async fn remove(&mut self, name: String) -> Result<(), CapError> {
-        let kernel = self.manage(&name)?;
-        kernel.remove(&name).await.map_err(|err| err.to_cap_error())
+        let host = self.manage(&name)?;
+        host.remove(&name).await
     }
 
     async fn health(&mut self) -> Result<HealthSummary, CapError> {
-        let asking = self.plugin().to_string();
-        let summary = self.reader("reading health")?.health(Some(&asking)).await;
-        Ok(HealthSummary {
-            status: summary.status,
-            uptime_secs: summary.uptime_secs,
-            plugins: summary
-                .plugins
-                .into_iter()
-                .map(|p| PluginHealth {
-                    name: p.name,
-                    version: p.version,
-                    state: p.state,
-                    health: p.health,
-                    detail: p.detail,
-                })
-                .collect(),
-        })
+        let host = self.reader("reading health")?;
+        Ok(host.health(self.plugin()).await)
     }
 
     async fn metrics(&mut self) -> Result<String, CapError> {
-        Ok(self.reader("reading metrics")?.render_metrics())
-    }
-}
-
-/// An install checked against the caller's grant, ready to run.
-struct InstallJob {
-    source: InstallSource,
-    force: bool,
-    patterns: Vec<NamePattern>,
-    caller: String,
-}
-
-impl InstallJob {
-    async fn run(self, kernel: &Kernel) -> Result<PluginInfo, CapError> {
-        let InstallJob {
-            source,
-            force,
-            patterns,
-            caller,
-        } = self;
-        let authorize = move |name: &str| {
-            if patterns.iter().any(|allowed| allowed.matches_plugin(name)) {
-                Ok(())
-            } else {
-                tracing::warn!(target: "cairn::audit", plugin = %caller, capability = Plugins::NAME, "denied: installing `{name}` is outside the grant");
-                Err(format!("installing plugin `{name}` is outside the grant"))
-            }
-        };
-        kernel
-            .install(source, force, &authorize, &crate::progress::ignore)
-            .await
-            .map(info)
-            .map_err(|err| err.to_cap_error())
+        Ok(self.reader("reading metrics")?.metrics())
     }
 }

@@ -20,8 +20,8 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::http::egress::Cidr;
-use super::{Capability, Hub};
-use crate::runtime::InstanceState;
+use super::{Capability, CapsData, HostSetup, InstanceSetup};
+use crate::contract::Audit;
 
 pub struct Sockets;
 
@@ -173,9 +173,11 @@ impl Destination {
 
 impl Capability for Sockets {
     const NAME: &'static str = "sockets";
-    /// Every `wasi:sockets/*` interface needs this grant (see [`is_sockets`]).
-    const INTERFACE: &'static str = "wasi:sockets/tcp";
+    /// Every `wasi:sockets/*` interface needs this grant.
+    const INTERFACES: &'static [&'static str] = &["wasi:sockets/"];
     type Grant = SocketsGrant;
+    type Shared = ();
+    type Local = ();
 
     fn validate(grant: &SocketsGrant) -> Result<(), String> {
         if !grant.resolve
@@ -194,25 +196,32 @@ impl Capability for Sockets {
     /// `wasi:sockets` is linked with the rest of WASI (see `wasi.rs`); the
     /// grant decides whether a plugin may import it (at install) and what its
     /// instance's WASI context lets through (at run time).
-    fn add_to_linker(_linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    fn add_to_linker<T: CapsData>(_: &mut Linker<T>) -> wasmtime::Result<()> {
         Ok(())
     }
-}
 
-/// Whether `interface` (without version) is one of `wasi:sockets`, all of
-/// which [`Sockets`] grants.
-pub fn is_sockets(interface: &str) -> bool {
-    interface.starts_with("wasi:sockets/")
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), grant: Option<&SocketsGrant>, instance: &mut InstanceSetup<'_>) {
+        configure(
+            instance.wasi,
+            &instance.ctx.plugin,
+            grant,
+            &instance.ctx.audit,
+        );
+    }
 }
 
 /// Configures a new instance's WASI context: TCP with an address check for the
 /// granted destinations and name lookup when `resolve` allows it; without the
 /// grant, no network at all.
-pub fn configure(
+fn configure(
     builder: &mut WasiCtxBuilder,
     plugin: &Arc<str>,
     grant: Option<&SocketsGrant>,
-    hub: &Arc<Hub>,
+    audit: &Arc<Audit>,
 ) {
     builder.allow_udp(false);
     let Some(grant) = grant else {
@@ -224,26 +233,18 @@ pub fn configure(
     };
     let allowed: Arc<[Destination]> = grant.tcp_connect.clone().into();
     let plugin = plugin.clone();
-    let hub = Arc::downgrade(hub);
+    let audit = audit.clone();
     builder
         .allow_tcp(true)
         .allow_ip_name_lookup(grant.resolve)
         .socket_addr_check(move |addr, usage| {
             let allowed = allowed.clone();
             let plugin = plugin.clone();
-            let hub = hub.clone();
+            let audit = audit.clone();
             Box::pin(async move {
                 let verdict = check(&allowed, addr, usage).await;
                 if let Err(why) = &verdict {
-                    tracing::warn!(
-                        target: "cairn::audit",
-                        plugin = %plugin,
-                        capability = "sockets",
-                        "denied: {why}"
-                    );
-                    if let Some(hub) = hub.upgrade() {
-                        hub.metrics.count_denial(&plugin);
-                    }
+                    audit.record(&plugin, Sockets::NAME, why);
                 }
                 verdict.is_ok()
             }) as Pin<Box<dyn Future<Output = bool> + Send + Sync>>

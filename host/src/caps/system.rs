@@ -1,14 +1,14 @@
 //! `cairn:host/system`: facts about the device.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::Capability;
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::cairn::host::system::{self as wit, DeviceFacts};
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::system::{self as wit, DeviceFacts};
 
 pub struct System;
 
@@ -17,33 +17,44 @@ pub struct System;
 #[serde(deny_unknown_fields)]
 pub struct SystemGrant {}
 
-impl Capability for System {
-    const NAME: &'static str = "system";
-    const INTERFACE: &'static str = "cairn:host/system";
-    type Grant = SystemGrant;
-
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
-    }
+/// When the daemon started, and where its state lives (the disk it reports).
+pub struct Daemon {
+    started: Instant,
+    state_dir: PathBuf,
 }
 
-impl wit::Host for InstanceState {
+impl Capability for System {
+    const NAME: &'static str = "system";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/system"];
+    type Grant = SystemGrant;
+    type Shared = Daemon;
+    type Local = ();
+
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<System>>(linker, |state| state.caps().view())
+    }
+
+    fn build(setup: &HostSetup) -> anyhow::Result<Daemon> {
+        Ok(Daemon {
+            started: setup.started,
+            state_dir: setup.state_dir.clone(),
+        })
+    }
+
+    fn prepare(_: &Daemon, _: Option<&SystemGrant>, _: &mut InstanceSetup<'_>) {}
+}
+
+impl wit::Host for CapView<'_, System> {
     async fn facts(&mut self) -> Result<DeviceFacts, CapError> {
-        if self.grants.system.is_none() {
-            return Err(super::deny(
-                self,
-                System::NAME,
-                "the policy has no [grants.system]",
-            ));
-        }
+        self.grant()?;
         let (memory_total, memory_available) = memory().unwrap_or((0, 0));
-        let (disk_total, disk_available) = disk(&self.hub.state_dir).unwrap_or((0, 0));
+        let (disk_total, disk_available) = disk(&self.shared.state_dir).unwrap_or((0, 0));
         Ok(DeviceFacts {
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
             hostname: hostname(),
             uptime_secs: uptime_secs().unwrap_or(0),
-            daemon_uptime_secs: self.hub.started.elapsed().as_secs(),
+            daemon_uptime_secs: self.shared.started.elapsed().as_secs(),
             memory_total,
             memory_available,
             disk_total,

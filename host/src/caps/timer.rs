@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::task::AbortHandle;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::Capability;
-use crate::runtime::bindings::cairn::host::timer as wit;
-use crate::runtime::bindings::{CapError, Event};
-use crate::runtime::{ActorLink, InstanceState};
+use super::{CapView, Capability, CapsData, HostSetup, InstanceCtx, InstanceSetup, ViewOf};
+use crate::contract::EventQueue;
+use crate::contract::bindings::cairn::host::timer as wit;
+use crate::contract::bindings::{CapError, Event};
 
 const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -41,8 +41,11 @@ fn default_min_interval() -> Duration {
 
 impl Capability for Timer {
     const NAME: &'static str = "timer";
-    const INTERFACE: &'static str = "cairn:host/timer";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/timer"];
     type Grant = TimerGrant;
+    type Shared = ();
+    /// The instance's pending timers.
+    type Local = Timers;
 
     fn validate(grant: &TimerGrant) -> Result<(), String> {
         if grant.min_interval < Duration::from_millis(1) {
@@ -51,8 +54,20 @@ impl Capability for Timer {
         Ok(())
     }
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Timer>>(linker, |state| state.caps().view())
+    }
+
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), _: Option<&TimerGrant>, _: &mut InstanceSetup<'_>) -> Timers {
+        Timers::default()
+    }
+
+    fn instance_ended(_: &(), timers: &mut Timers, _: &InstanceCtx) {
+        timers.cancel_all();
     }
 }
 
@@ -64,14 +79,14 @@ pub struct Timers {
 }
 
 impl Timers {
-    pub(super) fn cancel_all(&mut self) {
+    fn cancel_all(&mut self) {
         for (_, handle) in self.pending.drain() {
             handle.abort();
         }
     }
 }
 
-fn fire(link: &ActorLink, topic: &str) {
+fn fire(link: &dyn EventQueue, topic: &str) {
     let event = Event {
         topic: topic.to_string(),
         payload: Vec::new(),
@@ -82,15 +97,9 @@ fn fire(link: &ActorLink, topic: &str) {
     }
 }
 
-impl InstanceState {
+impl CapView<'_, Timer> {
     fn schedule(&mut self, delay: Duration, repeat: bool, topic: String) -> Result<u64, CapError> {
-        let Some(grant) = &self.grants.timer else {
-            return Err(super::deny(
-                self,
-                Timer::NAME,
-                "the policy has no [grants.timer]",
-            ));
-        };
+        let grant = self.grant()?;
         if topic.is_empty() || topic.len() > 256 {
             return Err(CapError::Invalid(
                 "a timer topic must be 1 to 256 bytes".into(),
@@ -108,14 +117,14 @@ impl InstanceState {
             )));
         }
         let max_timers = grant.max_timers;
-        let timers = &mut self.local.timers;
+        let timers = &mut *self.local;
         timers.pending.retain(|_, handle| !handle.is_finished());
         if timers.pending.len() >= max_timers {
             return Err(CapError::QuotaExceeded(format!(
                 "at most {max_timers} timers may be pending"
             )));
         }
-        let link = self.local.link.clone();
+        let link = self.ctx.link.clone();
         let task = tokio::spawn(async move {
             if repeat {
                 let mut ticks =
@@ -123,11 +132,11 @@ impl InstanceState {
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
                     ticks.tick().await;
-                    fire(&link, &topic);
+                    fire(&*link, &topic);
                 }
             } else {
                 tokio::time::sleep(delay).await;
-                fire(&link, &topic);
+                fire(&*link, &topic);
             }
         });
         timers.next_id += 1;
@@ -136,7 +145,7 @@ impl InstanceState {
     }
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Timer> {
     async fn once(&mut self, delay_ms: u64, topic: String) -> Result<u64, CapError> {
         self.schedule(Duration::from_millis(delay_ms), false, topic)
     }
@@ -146,14 +155,8 @@ impl wit::Host for InstanceState {
     }
 
     async fn cancel(&mut self, id: u64) -> Result<bool, CapError> {
-        if self.grants.timer.is_none() {
-            return Err(super::deny(
-                self,
-                Timer::NAME,
-                "the policy has no [grants.timer]",
-            ));
-        }
-        Ok(match self.local.timers.pending.remove(&id) {
+        self.grant()?;
+        Ok(match self.local.pending.remove(&id) {
             Some(handle) => {
                 let pending = !handle.is_finished();
                 handle.abort();

@@ -6,7 +6,7 @@
 
 use wasmtime::component::Linker;
 
-use crate::runtime::InstanceState;
+use super::CapsData;
 
 const BASELINE: &[&str] = &[
     "wasi:io/",
@@ -24,6 +24,6 @@ pub fn is_baseline(interface: &str) -> bool {
     BASELINE.iter().any(|prefix| interface.starts_with(prefix))
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)
 }

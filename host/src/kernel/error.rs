@@ -1,17 +1,30 @@
-//! Errors of kernel operations, and how they reach the CLI and plugins.
+//! Errors of kernel operations, and how they reach plugins.
 
-use crate::admin::api::{AdminError, ErrorCode};
+use crate::caps::{ImportRefusal, Refusal};
+use crate::contract::bindings::CapError;
+use crate::policy::PolicyError;
 use crate::runtime::CallError;
-use crate::runtime::bindings::CapError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// The component is not something we can run (malformed, core module, no metadata).
     #[error("{0}")]
     Invalid(String),
-    /// The plugin's policy is missing, malformed or does not allow it.
+    /// The plugin's policy is missing or malformed.
     #[error("policy: {0}")]
-    Policy(String),
+    Policy(#[from] PolicyError),
+    /// The policy's limits are beyond what the host allows.
+    #[error("policy: {0}")]
+    Limits(String),
+    /// The component imports an interface its policy does not grant.
+    #[error("policy: {plugin} refused: {refusal}")]
+    Imports {
+        plugin: String,
+        refusal: ImportRefusal,
+    },
+    /// A capability refused the component (a route served by another plugin, say).
+    #[error("{}{plugin} refused: {refusal}", if matches!(.refusal, Refusal::Policy(_)) { "policy: " } else { "" })]
+    Vetted { plugin: String, refusal: Refusal },
     /// Missing or untrusted signature.
     #[error("signature: {0}")]
     Signature(String),
@@ -28,7 +41,7 @@ pub enum KernelError {
     Start(String),
     /// A call into a plugin failed.
     #[error("{0}")]
-    Call(CallError),
+    Call(#[from] CallError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,37 +51,34 @@ impl KernelError {
         KernelError::Internal(err.to_string())
     }
 
+    /// Whether the plugin's policy refused it (missing, malformed, or not granting what it needs).
+    pub fn is_policy(&self) -> bool {
+        matches!(
+            self,
+            KernelError::Policy(_)
+                | KernelError::Limits(_)
+                | KernelError::Imports { .. }
+                | KernelError::Vetted {
+                    refusal: Refusal::Policy(_),
+                    ..
+                }
+        )
+    }
+
     /// The typed error a plugin sees.
     pub fn to_cap_error(&self) -> CapError {
         let text = self.to_string();
         match self {
+            _ if self.is_policy() => CapError::Rejected(text),
+            KernelError::Signature(_) => CapError::Rejected(text),
             KernelError::Invalid(_) => CapError::Invalid(text),
-            KernelError::Policy(_) | KernelError::Signature(_) => CapError::Rejected(text),
             KernelError::Start(_) => CapError::NotReady(text),
-            KernelError::Conflict(_) => CapError::Conflict(text),
+            KernelError::Conflict(_) | KernelError::Vetted { .. } => CapError::Conflict(text),
             KernelError::Denied(_) => CapError::Denied(text),
             KernelError::NotFound(_) => CapError::NotFound(text),
             KernelError::Call(CallError::Timeout(_)) => CapError::Timeout(text),
             KernelError::Call(_) => CapError::Unavailable(text),
-            KernelError::Internal(_) => CapError::Internal(text),
+            _ => CapError::Internal(text),
         }
-    }
-
-    /// The error the admin socket returns.
-    pub fn to_admin(&self) -> AdminError {
-        let code = match self {
-            KernelError::Invalid(_) => ErrorCode::Invalid,
-            KernelError::Policy(_) => ErrorCode::Policy,
-            KernelError::Signature(_) => ErrorCode::Signature,
-            KernelError::Denied(_) => ErrorCode::Denied,
-            KernelError::Conflict(_) => ErrorCode::Conflict,
-            KernelError::NotFound(_) => ErrorCode::NotFound,
-            KernelError::Start(_) => ErrorCode::Invalid,
-            KernelError::Call(CallError::Timeout(_)) => ErrorCode::Timeout,
-            KernelError::Call(CallError::Plugin(_)) => ErrorCode::Invalid,
-            KernelError::Call(_) => ErrorCode::Unavailable,
-            KernelError::Internal(_) => ErrorCode::Internal,
-        };
-        AdminError::new(code, self.to_string())
     }
 }

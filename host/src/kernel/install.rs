@@ -10,7 +10,7 @@ use semver::Version;
 
 use super::registry::Provenance;
 use super::{Kernel, KernelError, PluginView, failpoint};
-use crate::caps::{self, Grants};
+use crate::caps::{Candidate, Grants, check_imports};
 use crate::policy::Policy;
 use crate::progress::{Phase, Progress, Reporter};
 use crate::runtime::engine::MAX_PLUGIN_MEMORY;
@@ -22,21 +22,7 @@ use crate::supply::oci::{
     SignatureLayer, claimed_identities, plugin_annotations, verify_signatures,
 };
 
-/// Where the component to install comes from.
-pub enum InstallSource {
-    /// Bytes supplied by the caller, with their detached signature, and the name
-    /// and version to install them as when the component does not carry its own
-    /// (a standard `wasi:http` component, say).
-    Bytes {
-        bytes: Vec<u8>,
-        signature: Option<String>,
-        identity: Option<(String, Version)>,
-    },
-    /// A component already in the blob store, by `sha256:` digest.
-    Cached(String),
-    /// An OCI reference, `oci://HOST/REPO:TAG` or `…@sha256:<hex>`.
-    Oci(String),
-}
+pub use crate::contract::InstallSource;
 
 /// A component that passed every check against its policy.
 pub(super) struct Vetted {
@@ -188,12 +174,10 @@ impl Kernel {
                 ));
             }
         };
-        let policy = Policy::load_for(&self.config.policy_dir, &name)
-            .map_err(|err| KernelError::Policy(err.to_string()))?;
-        let grants =
-            Grants::from_policy(&policy).map_err(|err| KernelError::Policy(err.to_string()))?;
+        let policy = Policy::load_for(&self.config.policy_dir, &name)?;
+        let grants = Grants::from_policy(&policy)?;
         if policy.limits.memory > MAX_PLUGIN_MEMORY {
-            return Err(KernelError::Policy(format!(
+            return Err(KernelError::Limits(format!(
                 "memory limit {} exceeds the host maximum of {MAX_PLUGIN_MEMORY} bytes",
                 policy.limits.memory
             )));
@@ -208,31 +192,23 @@ impl Kernel {
                 (None, Some(origin), signatures)
             }
         };
-        caps::check_imports(info.imports.iter().map(String::as_str), &grants)
-            .map_err(|err| KernelError::Policy(format!("{name} refused: {err}")))?;
-        let serves_http = info
-            .exports
-            .iter()
-            .any(|export| export.starts_with("wasi:http/incoming-handler"));
-        let has_handlers = info
-            .exports
-            .iter()
-            .any(|export| export.starts_with("cairn:plugin/handlers"));
-        if serves_http && !has_handlers && grants.http_server.is_none() {
-            return Err(KernelError::Policy(format!(
-                "{name} refused: it only serves HTTP, but its policy has no [grants.http-server] routes"
-            )));
-        }
-        if let Some(server) = &grants.http_server {
-            let routes = self.http_routes();
-            for prefix in &server.routes {
-                if let Some(owner) = routes.owner_of(prefix, &name) {
-                    return Err(KernelError::Conflict(format!(
-                        "{name} refused: the HTTP route {prefix} is served by {owner}"
-                    )));
-                }
+        check_imports(info.imports.iter().map(String::as_str), &grants).map_err(|refusal| {
+            KernelError::Imports {
+                plugin: name.clone(),
+                refusal,
             }
-        }
+        })?;
+        let candidate = Candidate {
+            name: &name,
+            exports: &info.exports,
+        };
+        self.env
+            .caps
+            .vet(&candidate, &grants, &self.serving())
+            .map_err(|refusal| KernelError::Vetted {
+                plugin: name.clone(),
+                refusal,
+            })?;
         Ok(Vetted {
             name,
             version,

@@ -136,11 +136,7 @@ impl Kernel {
         if let Ok(mut failures) = self.failures.lock() {
             failures.remove(name);
         }
-        self.env
-            .hub
-            .processes
-            .stop_all(Some(name), crate::caps::process::STOP_GRACE)
-            .await;
+        self.env.caps.plugin_removed(name).await;
         tracing::info!(plugin = %name, "removed");
         Ok(())
     }

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use super::{Kernel, resident_memory_bytes};
 use crate::admin::api::{HealthSummary, PluginHealth};
 use crate::caps::metrics::escape;
+use crate::contract::bindings::Health;
 use crate::runtime::Release;
-use crate::runtime::bindings::Health;
 use crate::runtime::latency::BUCKETS;
 use crate::runtime::release::ReleaseStats;
 use crate::state::journal::JOURNAL_WRITES;
@@ -127,8 +127,7 @@ impl Kernel {
                 sum = reading.sum_seconds
             );
         }
-        self.env.hub.mqtt.render_metrics(&mut out);
-        self.env.hub.metrics.render(&mut out);
+        self.env.caps.render_metrics(&mut out);
         out
     }
 

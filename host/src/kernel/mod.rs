@@ -14,15 +14,14 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::caps::http::RouteTable;
-use crate::caps::{self, Hub};
-use crate::runtime::bindings::Event;
+use crate::caps::{self, CapsConfig, HostSetup, SharedCaps};
+use crate::contract::bindings::Event;
+use crate::contract::{Audit, HostLink};
 use crate::runtime::cache::CompiledCache;
 use crate::runtime::engine::{self, Allocator, EngineSettings};
-use crate::runtime::{CallError, Release, RuntimeEnv};
+use crate::runtime::{Release, RuntimeEnv};
 use crate::state::blobs::BlobStore;
 use crate::state::journal::{InstalledSet, Journal, PluginRecord};
-use crate::state::kv::KvStore;
 use crate::supply::oci::{Registry, RegistryOptions};
 use crate::supply::signing::TrustStore;
 
@@ -31,8 +30,9 @@ pub mod failpoint;
 mod install;
 mod lifecycle;
 mod metrics;
+mod plugin_host;
 mod registry;
-mod routes;
+mod serving;
 mod swap;
 
 pub use error::KernelError;
@@ -50,10 +50,10 @@ pub struct KernelConfig {
     pub engine: EngineSettings,
     /// How plugins are fetched from OCI registries.
     pub registry: RegistryOptions,
-    /// This device's id (`{device}` in MQTT grants and broker settings).
+    /// This device's id (`{device}` in topic grants and broker settings).
     pub device_id: String,
-    /// MQTT brokers to keep connections to.
-    pub mqtt: crate::caps::mqtt::config::MqttConfig,
+    /// The capabilities' sections of the daemon configuration.
+    pub caps: CapsConfig,
 }
 
 /// One installed plugin's running release.
@@ -89,13 +89,13 @@ pub struct Kernel {
     /// The last committed journal contents.
     installed: Mutex<InstalledSet>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
-    /// The HTTP route table, with the fingerprint of the releases it was built from.
-    route_cache: Mutex<Option<(u64, Arc<RouteTable>)>>,
     /// Why a journaled plugin is not running (boot failures).
     failures: Mutex<BTreeMap<String, String>>,
     /// Serialises every change to what is installed.
     changes: tokio::sync::Mutex<()>,
     started: Instant,
+    /// The kernel as capabilities hold it (see [`crate::contract::PluginHost`]).
+    me: HostLink,
 }
 
 impl Kernel {
@@ -110,56 +110,59 @@ impl Kernel {
         let cache = Arc::new(CompiledCache::open(&state_dir.join("compiled"), &engine)?);
         let blobs = BlobStore::open(&state_dir.join("blobs")).context("opening the blob store")?;
         let (journal, installed) = Journal::open(state_dir).context("opening the journal")?;
-        let kv = KvStore::open(&state_dir.join("kv.redb")).context("opening the kv store")?;
         let trust = TrustStore::load(&config.trust_keys).context("loading trusted keys")?;
         let registry =
             Registry::new(config.registry.clone()).context("configuring registry access")?;
         let fetched = registry::FetchedManifests::open(&state_dir.join("registry"))
             .context("opening the registry records")?;
-        let brokers = caps::mqtt::Brokers::start(
-            &config.mqtt,
-            &config.device_id,
-            &state_dir.join("mqtt-outbox"),
-        )
-        .context("starting the mqtt connections")?;
-        let hub = Arc::new(Hub::new(state_dir, kv).with_mqtt(config.device_id.clone(), brokers));
+        let caps = Arc::new(SharedCaps::build(&HostSetup {
+            state_dir: state_dir.clone(),
+            device_id: config.device_id.as_str().into(),
+            started: Instant::now(),
+            audit: Arc::new(Audit::default()),
+            config: config.caps.clone(),
+        })?);
+        let linker = caps::linker(&engine)?;
         let (faults_tx, faults_rx) = mpsc::unbounded_channel();
-        let env = Arc::new(RuntimeEnv {
-            linker: caps::linker(&engine)?,
-            engine,
-            hub: hub.clone(),
-            instance_permits: Arc::new(Semaphore::new(config.engine.max_instances as usize)),
-            faults: faults_tx,
-            epoch_tick: config.engine.epoch_tick,
-        });
         if config.allow_unsigned {
             tracing::warn!(
                 "DEVELOPMENT MODE: allow-unsigned is on; plugins without a valid signature will be installed"
             );
         }
-        let kernel = Arc::new(Kernel {
-            config,
-            env,
-            allocator,
-            cache,
-            blobs,
-            registry,
-            fetched,
-            trust,
-            journal,
-            installed: Mutex::new(installed),
-            slots: RwLock::default(),
-            route_cache: Mutex::default(),
-            failures: Mutex::default(),
-            changes: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
+        let kernel = Arc::new_cyclic(|me: &std::sync::Weak<Kernel>| {
+            let me: HostLink = me.clone();
+            let env = Arc::new(RuntimeEnv {
+                linker,
+                engine,
+                caps: caps.clone(),
+                host: me.clone(),
+                instance_permits: Arc::new(Semaphore::new(config.engine.max_instances as usize)),
+                faults: faults_tx,
+                epoch_tick: config.engine.epoch_tick,
+            });
+            Kernel {
+                config,
+                env,
+                allocator,
+                cache,
+                blobs,
+                registry,
+                fetched,
+                trust,
+                journal,
+                installed: Mutex::new(installed),
+                slots: RwLock::default(),
+                failures: Mutex::default(),
+                changes: tokio::sync::Mutex::new(()),
+                started: Instant::now(),
+                me,
+            }
         });
-        hub.attach_kernel(Arc::downgrade(&kernel));
-        // Before the plugins start, so they find the processes they own.
-        hub.processes.recover();
+        caps.recover(&kernel.me);
         tokio::spawn(lifecycle::supervise(Arc::downgrade(&kernel), faults_rx));
         kernel.boot().await;
-        kernel.stop_unowned_processes().await;
+        let installed = kernel.installed_snapshot().plugins.into_keys().collect();
+        caps.booted(&installed).await;
         failpoint::arm();
         Ok(kernel)
     }
@@ -288,28 +291,13 @@ impl Kernel {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        // After the plugins, whose shutdown may still publish.
-        self.env.hub.mqtt.disconnect(Duration::from_secs(2)).await;
-        self.env
-            .hub
-            .processes
-            .stop_all(None, caps::process::STOP_GRACE)
-            .await;
+        // After the plugins, whose shutdown may still use them.
+        self.env.caps.shutdown().await;
     }
 
-    /// Stops re-adopted processes whose plugin is no longer installed.
-    async fn stop_unowned_processes(&self) {
-        let installed = self.installed_snapshot();
-        for owner in self.env.hub.processes.owners() {
-            if !installed.plugins.contains_key(&owner) {
-                tracing::warn!(plugin = %owner, "stopping processes of a plugin that is no longer installed");
-                self.env
-                    .hub
-                    .processes
-                    .stop_all(Some(&owner), caps::process::STOP_GRACE)
-                    .await;
-            }
-        }
+    /// The capabilities' host-wide state.
+    pub fn caps(&self) -> &Arc<SharedCaps> {
+        &self.env.caps
     }
 
     fn slot(&self, name: &str) -> Option<Arc<PluginSlot>> {
@@ -337,10 +325,4 @@ pub fn resident_memory_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page_size).unwrap_or(4096)
-}
-
-impl From<CallError> for KernelError {
-    fn from(err: CallError) -> Self {
-        KernelError::Call(err)
-    }
 }

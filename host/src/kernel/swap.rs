@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::{Kernel, KernelError, PluginSlot, Soak, failpoint};
-use crate::runtime::bindings::Health;
+use crate::contract::bindings::Health;
 use crate::runtime::{CallError, Release, ReleaseSpec};
 use crate::state::journal::InstalledSet;
 

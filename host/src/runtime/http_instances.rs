@@ -14,35 +14,19 @@ use http_body_util::Full;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::fault::Fault;
-use super::instance::{self, InstanceState, PluginIdentity};
+use super::instance::{self, InstanceLinks, InstanceState, PluginIdentity};
 use super::release::{ActorLink, FaultReport, ReleaseStats, RuntimeEnv, ticks_for};
-use crate::caps::{Grants, InstanceLocal};
+use crate::caps::Grants;
+use crate::contract::{HostFuture, HttpFailure, HttpHandler};
 use crate::policy::Limits;
 
 /// Idle instances kept per release; more are created under load and dropped after.
 const MAX_IDLE: usize = 16;
-
-/// Why a request got no response from the plugin.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpFailure {
-    /// No instance could be had (the pool is exhausted or instantiation failed).
-    #[error("the plugin cannot take requests now: {0}")]
-    Unavailable(String),
-    /// The handler trapped, ran out of time or memory.
-    #[error("the plugin failed: {0}")]
-    Fault(Fault),
-    /// The handler answered with a `wasi:http` error code instead of a response.
-    #[error("the plugin answered with an error: {0:?}")]
-    Guest(ErrorCode),
-    /// The handler returned without setting a response.
-    #[error("the plugin returned without a response")]
-    NoResponse,
-}
 
 struct Idle {
     store: Store<InstanceState>,
@@ -98,7 +82,7 @@ impl HttpInstances {
     /// Runs the plugin's handler on `request` and returns its response. The
     /// response is returned as soon as the handler sets it; its body streams
     /// while the handler goes on writing it.
-    pub async fn handle(
+    pub async fn respond(
         self: &Arc<Self>,
         request: http::Request<Full<Bytes>>,
         https: bool,
@@ -167,7 +151,7 @@ impl HttpInstances {
             }
             // The outparam was dropped unset: the handler returned or faulted.
             Err(_) => match handler.await {
-                Ok(Err(fault)) => Err(HttpFailure::Fault(fault)),
+                Ok(Err(fault)) => Err(HttpFailure::Fault(fault.to_string())),
                 _ => Err(HttpFailure::NoResponse),
             },
         }
@@ -193,13 +177,15 @@ impl HttpInstances {
         .await
         .map_err(|_| HttpFailure::Unavailable("every instance slot is in use".into()))?
         .map_err(|_| HttpFailure::Unavailable("the host is shutting down".into()))?;
-        let local = InstanceLocal::new(self.env.hub.clone(), self.link.clone());
         let state = InstanceState::new(
             self.identity.clone(),
             self.grants.clone(),
             &self.config_json,
-            self.env.hub.clone(),
-            local,
+            self.env.caps.clone(),
+            InstanceLinks {
+                link: Arc::new(self.link.clone()),
+                host: self.env.host.clone(),
+            },
             self.limits.memory,
             self.stats.memory_bytes.clone(),
         );
@@ -238,5 +224,15 @@ impl HttpInstances {
             fault: fault.clone(),
         });
         fault
+    }
+}
+
+impl HttpHandler for HttpInstances {
+    fn handle(
+        self: Arc<Self>,
+        request: http::Request<Full<Bytes>>,
+        https: bool,
+    ) -> HostFuture<'static, Result<http::Response<HyperOutgoingBody>, HttpFailure>> {
+        Box::pin(async move { self.respond(request, https).await })
     }
 }

@@ -3,17 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use super::guest_output::GuestOutput;
-use crate::caps::{Grants, Hub, InstanceLocal};
-
-/// The environment variable holding the plugin's `[config]` as JSON, for
-/// instances that have no `init` to receive it (HTTP handlers).
-pub const CONFIG_VARIABLE: &str = "CAIRN_CONFIG";
+use crate::caps::{CapsData, Grants, InstanceCaps, NewInstance, SharedCaps};
+use crate::contract::{HostLink, InstanceLink};
 
 /// Who an instance is: the plugin and release it runs.
 #[derive(Debug, Clone)]
@@ -22,56 +18,53 @@ pub struct PluginIdentity {
     pub version: semver::Version,
 }
 
-/// Store data of one plugin instance: its identity and grants, the host-wide
-/// capability state, the capabilities' per-instance state, and its limits.
+/// Store data of one plugin instance: its identity, what its capabilities
+/// keep for it, and its limits.
 pub struct InstanceState {
     pub identity: PluginIdentity,
-    pub grants: Arc<Grants>,
-    pub hub: Arc<Hub>,
-    pub local: InstanceLocal,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    egress: crate::caps::http::Egress,
-    table: ResourceTable,
+    caps: InstanceCaps,
     pub(super) limiter: MemoryLimiter,
     pub(super) budget: CpuBudget,
     pub(super) output: GuestOutput,
 }
 
+/// How a new instance reaches its queue and the kernel.
+pub struct InstanceLinks {
+    pub link: InstanceLink,
+    pub host: HostLink,
+}
+
 impl InstanceState {
     /// `config` is the plugin's `[config]` as JSON, which every instance can
     /// read from its environment as `CAIRN_CONFIG`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site per kind of instance"
+    )]
     pub fn new(
         identity: PluginIdentity,
         grants: Arc<Grants>,
         config: &str,
-        hub: Arc<Hub>,
-        local: InstanceLocal,
+        shared: Arc<SharedCaps>,
+        links: InstanceLinks,
         memory_limit: u64,
         memory_gauge: Arc<AtomicU64>,
     ) -> Self {
         let output = GuestOutput::new(identity.name.clone());
-        // Deny-by-default WASI: only the directories [grants.files] names, no
-        // environment but the plugin's own config, no network but the TCP
-        // destinations [grants.sockets] names; stdout/stderr go to the host log.
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(output.clone())
-            .stderr(output.clone())
-            .env(CONFIG_VARIABLE, config);
-        crate::caps::files::preopen(&mut wasi, &identity.name, grants.files.as_ref());
-        crate::caps::sockets::configure(&mut wasi, &identity.name, grants.sockets.as_ref(), &hub);
-        let wasi = wasi.build();
-        let egress =
-            crate::caps::http::Egress::new(identity.name.clone(), grants.clone(), hub.clone());
+        let caps = InstanceCaps::new(
+            shared,
+            grants,
+            NewInstance {
+                plugin: identity.name.clone(),
+                link: links.link,
+                host: links.host,
+                config_json: config.to_string(),
+            },
+            output.clone(),
+        );
         InstanceState {
             identity,
-            grants,
-            hub,
-            local,
-            wasi,
-            http: WasiHttpCtx::new(),
-            egress,
-            table: ResourceTable::new(),
+            caps,
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 denied: false,
@@ -89,22 +82,21 @@ impl InstanceState {
     }
 }
 
+impl CapsData for InstanceState {
+    fn caps(&mut self) -> &mut InstanceCaps {
+        &mut self.caps
+    }
+}
+
 impl WasiHttpView for InstanceState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.egress,
-        }
+        self.caps.wasi_http()
     }
 }
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        self.caps.wasi()
     }
 }
 

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wasmtime::Store;
 
-use super::bindings::{Health, Plugin};
 use super::fault::{CallError, Fault, StartError};
-use super::instance::{self, InstanceState};
+use super::instance::{self, InstanceLinks, InstanceState};
 use super::release::{ActorLink, Job, ReleaseSpec, RuntimeEnv, ticks_for};
-use crate::caps::InstanceLocal;
+use crate::contract::bindings::{Health, Plugin};
 
 /// The running instance: its store, exports and pool slot.
 pub(super) struct Live {
@@ -37,13 +36,15 @@ impl Live {
         .await
         .map_err(|_| StartError::PoolExhausted)?
         .map_err(|_| StartError::PoolExhausted)?;
-        let local = InstanceLocal::new(env.hub.clone(), link.clone());
         let state = InstanceState::new(
             spec.identity.clone(),
             spec.grants.clone(),
             &spec.config_json,
-            env.hub.clone(),
-            local,
+            env.caps.clone(),
+            InstanceLinks {
+                link: Arc::new(link.clone()),
+                host: env.host.clone(),
+            },
             spec.limits.memory,
             memory.clone(),
         );

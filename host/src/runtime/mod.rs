@@ -2,7 +2,6 @@
 //! plugin release. It knows the plugin contract (`cairn:plugin`), nothing about
 //! what capabilities mean.
 
-pub mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod fault;

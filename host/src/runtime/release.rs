@@ -14,13 +14,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
-use super::bindings::{Event, Health, PluginPre};
 use super::fault::{CallError, Fault, StartError};
 use super::http_instances::HttpInstances;
 use super::instance::{InstanceState, PluginIdentity};
 use super::latency::LatencyHistogram;
 use super::live::Live;
-use crate::caps::{Grants, Hub};
+use crate::caps::{Grants, SharedCaps};
+use crate::contract::bindings::{Event, Health, PluginPre};
+use crate::contract::{EventQueue, HostFuture, HostLink};
 use crate::policy::Limits;
 use crate::state::digest::Digest;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -31,7 +32,10 @@ const QUEUE_DEPTH: usize = 256;
 pub struct RuntimeEnv {
     pub engine: Engine,
     pub linker: Linker<InstanceState>,
-    pub hub: Arc<Hub>,
+    /// The capabilities' host-wide state, which every instance's capabilities share.
+    pub caps: Arc<SharedCaps>,
+    /// The kernel, as capabilities reach it.
+    pub host: HostLink,
     /// One permit per live instance: the pooling allocator has a fixed number of slots.
     pub instance_permits: Arc<Semaphore>,
     pub faults: mpsc::UnboundedSender<FaultReport>,
@@ -343,16 +347,6 @@ impl ActorLink {
         )
     }
 
-    /// A link to a bare queue whose release is active, for capability tests.
-    #[cfg(test)]
-    pub(crate) fn detached(tx: &mpsc::Sender<Job>) -> ActorLink {
-        ActorLink {
-            tx: tx.downgrade(),
-            activation: Arc::new(AtomicU64::new(0)),
-            release_id: 0,
-        }
-    }
-
     /// Whether the instance's actor has stopped.
     pub fn is_gone(&self) -> bool {
         self.tx.upgrade().is_none()
@@ -361,6 +355,24 @@ impl ActorLink {
     /// Whether the instance belongs to the release serving its plugin.
     pub fn is_active(&self) -> bool {
         self.activation.load(Ordering::Acquire) == self.release_id
+    }
+}
+
+impl EventQueue for ActorLink {
+    fn deliver(&self, event: Event) -> bool {
+        ActorLink::deliver(self, event)
+    }
+
+    fn deliver_waiting(&self, event: Event, wait: Duration) -> HostFuture<'_, bool> {
+        Box::pin(ActorLink::deliver_waiting(self, event, wait))
+    }
+
+    fn is_active(&self) -> bool {
+        ActorLink::is_active(self)
+    }
+
+    fn is_gone(&self) -> bool {
+        ActorLink::is_gone(self)
     }
 }
 

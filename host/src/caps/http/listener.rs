@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::runtime::http_instances::{HttpFailure, HttpInstances};
+use crate::contract::{HttpFailure, HttpHandler};
 
 /// Limits of one listener.
 #[derive(Clone)]
@@ -33,7 +33,7 @@ pub struct ListenerSettings {
 }
 
 /// Finds the handler of a request path: `(plugin, instances)`.
-pub type Router = Arc<dyn Fn(&str) -> Option<(String, Arc<HttpInstances>)> + Send + Sync>;
+pub type Router = Arc<dyn Fn(&str) -> Option<(String, Arc<dyn HttpHandler>)> + Send + Sync>;
 
 /// Binds the listener; fails at once (before the daemon reports ready) when the
 /// address is taken.
@@ -146,7 +146,12 @@ async fn respond(
         parts.headers.insert(header::HOST, host);
     }
     let request = Request::from_parts(parts, Full::new(body));
-    match tokio::time::timeout(settings.request_timeout, instances.handle(request, https)).await {
+    match tokio::time::timeout(
+        settings.request_timeout,
+        instances.clone().handle(request, https),
+    )
+    .await
+    {
         Ok(Ok(response)) => response,
         Ok(Err(failure)) => {
             tracing::warn!(%plugin, %path, "HTTP request failed: {failure}");

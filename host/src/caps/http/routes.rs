@@ -113,3 +113,41 @@ mod tests {
         assert_eq!(table.owner_of("/api", "api"), None);
     }
 }
+
+/// The route table of the serving releases, rebuilt only when the set of
+/// serving releases changes, not per request.
+#[derive(Default)]
+pub struct Routing {
+    cache: std::sync::Mutex<Option<(u64, std::sync::Arc<RouteTable>)>>,
+}
+
+impl Routing {
+    /// The routes of `serving`, from the cache when its fingerprint is unchanged.
+    pub fn table(&self, serving: &crate::caps::Serving) -> std::sync::Arc<RouteTable> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((fingerprint, table)) = cache.as_ref()
+            && *fingerprint == serving.fingerprint
+        {
+            return table.clone();
+        }
+        let routes = serving
+            .plugins
+            .iter()
+            .filter(|plugin| plugin.serves_http)
+            .filter_map(|plugin| {
+                let grant = plugin.grants.http_server.as_ref()?;
+                let routes = grant.routes.iter().map(|prefix| Route {
+                    prefix: prefix.clone(),
+                    plugin: plugin.name.clone(),
+                });
+                Some(routes.collect::<Vec<_>>())
+            })
+            .flatten()
+            .collect();
+        let table = std::sync::Arc::new(RouteTable::new(routes));
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((serving.fingerprint, table.clone()));
+        }
+        table
+    }
+}

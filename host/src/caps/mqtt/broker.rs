@@ -35,9 +35,9 @@ use tokio::task::AbortHandle;
 use super::config::{BrokerConfig, MqttConfig};
 use super::connection::{connect, courier, route};
 use super::outbox::{Header, Outbox};
+use crate::contract::InstanceLink;
+use crate::contract::bindings::CapError;
 use crate::policy::TopicPattern;
-use crate::runtime::ActorLink;
-use crate::runtime::bindings::CapError;
 
 /// Largest MQTT packet sent or accepted (payload plus topic and header).
 pub const MAX_PACKET: usize = 16 * 1024 * 1024 + 64 * 1024;
@@ -188,7 +188,7 @@ impl Brokers {
     }
 
     /// Ends every subscription of a dropped instance.
-    pub(in crate::caps) fn drop_instance(&self, instance: u64) {
+    pub(super) fn drop_instance(&self, instance: u64) {
         for broker in self.brokers.values() {
             broker.drop_instance(instance);
         }
@@ -233,7 +233,7 @@ struct Subscription {
     instance: u64,
     filter: String,
     pattern: TopicPattern,
-    link: ActorLink,
+    link: InstanceLink,
 }
 
 impl Broker {
@@ -316,7 +316,7 @@ impl Broker {
         filter: &str,
         pattern: TopicPattern,
         qos: QoS,
-        link: ActorLink,
+        link: InstanceLink,
     ) -> Result<(), CapError> {
         let mut routes = self.lock()?;
         if routes
@@ -428,7 +428,7 @@ impl Broker {
     }
 
     /// The live, serving instances whose subscriptions match `topic`, each once.
-    pub(super) fn targets(&self, topic: &str) -> Vec<ActorLink> {
+    pub(super) fn targets(&self, topic: &str) -> Vec<InstanceLink> {
         let Ok(mut routes) = self.routes.lock() else {
             return Vec::new();
         };

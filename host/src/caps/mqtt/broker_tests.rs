@@ -1,6 +1,6 @@
 //! Unit tests of the broker's subscription bookkeeping and publishing rules.
 use super::*;
-use crate::runtime::release::Job;
+use crate::contract::testing::QueueLink;
 use rumqttc::EventLoop;
 
 fn broker() -> (Broker, EventLoop) {
@@ -41,9 +41,8 @@ fn filters(broker: &Broker) -> Vec<(String, QoS)> {
 #[test]
 fn instances_share_one_broker_subscription_per_filter() {
     let (broker, _eventloop) = broker();
-    let (tx1, _rx1) = mpsc::channel::<Job>(4);
-    let (tx2, _rx2) = mpsc::channel::<Job>(4);
-    let (one, two) = (ActorLink::detached(&tx1), ActorLink::detached(&tx2));
+    let ((one, _rx1), (two, _rx2)) = (QueueLink::new(4), QueueLink::new(4));
+    let (one, two): (InstanceLink, InstanceLink) = (Arc::new(one), Arc::new(two));
     broker
         .subscribe(1, "a/#", pattern("a/#"), QoS::AtMostOnce, one.clone())
         .unwrap();
@@ -84,18 +83,12 @@ fn instances_share_one_broker_subscription_per_filter() {
 #[test]
 fn ended_instances_are_pruned_when_routing() {
     let (broker, _eventloop) = broker();
-    let (tx, rx) = mpsc::channel::<Job>(4);
+    let (link, rx) = QueueLink::new(4);
     broker
-        .subscribe(
-            1,
-            "a/b",
-            pattern("a/b"),
-            QoS::AtMostOnce,
-            ActorLink::detached(&tx),
-        )
+        .subscribe(1, "a/b", pattern("a/b"), QoS::AtMostOnce, Arc::new(link))
         .unwrap();
     assert_eq!(broker.targets("a/b").len(), 1);
-    drop((tx, rx));
+    drop(rx);
     assert!(broker.targets("a/b").is_empty());
     assert!(filters(&broker).is_empty());
 }
@@ -103,8 +96,8 @@ fn ended_instances_are_pruned_when_routing() {
 #[test]
 fn a_subscription_quota_per_instance() {
     let (broker, _eventloop) = broker();
-    let (tx, _rx) = mpsc::channel::<Job>(4);
-    let link = ActorLink::detached(&tx);
+    let (link, _rx) = QueueLink::new(4);
+    let link: InstanceLink = Arc::new(link);
     for n in 0..MAX_SUBSCRIPTIONS {
         let filter = format!("a/{n}");
         broker

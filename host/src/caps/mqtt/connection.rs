@@ -18,7 +18,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use super::broker::{Broker, qos_from_number};
-use crate::runtime::bindings::Event;
+use crate::contract::bindings::Event;
 
 /// How long the router waits for room in a busy plugin's queue (QoS ≥ 1).
 const DELIVERY_WAIT: Duration = Duration::from_secs(10);

@@ -8,14 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use std::time::Duration;
 
-use super::Capability;
+use anyhow::Context as _;
+use serde::Deserialize;
+use wasmtime::component::Linker;
+
+use super::{CapView, Capability, CapsData, HostSetup, InstanceCtx, InstanceSetup, ViewOf};
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::mqtt::{self as wit, Qos};
 use crate::policy::{TopicPattern, validate_topic};
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::cairn::host::mqtt::{self as wit, Qos};
 
 pub mod broker;
 pub mod config;
@@ -96,8 +98,11 @@ impl MqttGrant {
 
 impl Capability for Mqtt {
     const NAME: &'static str = "mqtt";
-    const INTERFACE: &'static str = "cairn:host/mqtt";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/mqtt"];
     type Grant = MqttGrant;
+    /// The daemon's broker connections (`[mqtt.brokers.*]` in its config).
+    type Shared = Brokers;
+    type Local = ();
 
     fn validate(grant: &MqttGrant) -> Result<(), String> {
         if grant.max_payload == 0 || grant.max_payload > MAX_PAYLOAD_LIMIT {
@@ -109,8 +114,32 @@ impl Capability for Mqtt {
         Ok(())
     }
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Mqtt>>(linker, |state| state.caps().view())
+    }
+
+    fn build(setup: &HostSetup) -> anyhow::Result<Brokers> {
+        Brokers::start(
+            &setup.config.mqtt,
+            &setup.device_id,
+            &setup.state_dir.join("mqtt-outbox"),
+        )
+        .context("starting the mqtt connections")
+    }
+
+    fn prepare(_: &Brokers, _: Option<&MqttGrant>, _: &mut InstanceSetup<'_>) {}
+
+    fn instance_ended(brokers: &Brokers, _: &mut (), ctx: &InstanceCtx) {
+        brokers.drop_instance(ctx.instance);
+    }
+
+    /// After the plugins, whose shutdown may still publish.
+    fn shutdown(brokers: &Brokers) -> impl std::future::Future<Output = ()> + Send {
+        brokers.disconnect(Duration::from_secs(2))
+    }
+
+    fn render_metrics(brokers: &Brokers, out: &mut String) {
+        brokers.render_metrics(out);
     }
 }
 
@@ -122,17 +151,9 @@ fn qos(qos: Qos) -> rumqttc::QoS {
     }
 }
 
-impl InstanceState {
-    fn mqtt_grant(&self) -> Result<&MqttGrant, CapError> {
-        self.grants
-            .mqtt
-            .as_ref()
-            .ok_or_else(|| super::deny(self, Mqtt::NAME, "the policy has no [grants.mqtt]"))
-    }
-
+impl CapView<'_, Mqtt> {
     fn mqtt_broker(&self, name: &str) -> Result<&broker::Broker, CapError> {
-        self.hub
-            .mqtt
+        self.shared
             .get(name)
             .map(|broker| &**broker)
             .ok_or_else(|| {
@@ -141,7 +162,7 @@ impl InstanceState {
     }
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Mqtt> {
     async fn publish(
         &mut self,
         broker: String,
@@ -150,16 +171,14 @@ impl wit::Host for InstanceState {
         qos_level: Qos,
         retain: bool,
     ) -> Result<(), CapError> {
-        let topic = topic.replace(DEVICE_PLACEHOLDER, &self.hub.device_id);
+        let topic = topic.replace(DEVICE_PLACEHOLDER, &self.ctx.device_id);
         validate_topic(&topic)
             .map_err(|err| CapError::Invalid(format!("topic `{topic}`: {err}")))?;
-        let grant = self.mqtt_grant()?;
-        if !grant.may_publish(&broker, &topic, &self.hub.device_id) {
-            return Err(super::deny(
-                self,
-                Mqtt::NAME,
-                format!("publishing on `{topic}` at broker `{broker}` is outside the grant"),
-            ));
+        let grant = self.grant()?;
+        if !grant.may_publish(&broker, &topic, &self.ctx.device_id) {
+            return Err(self.deny(format!(
+                "publishing on `{topic}` at broker `{broker}` is outside the grant"
+            )));
         }
         if payload.len() as u64 > grant.max_payload {
             return Err(CapError::QuotaExceeded(format!(
@@ -178,36 +197,34 @@ impl wit::Host for InstanceState {
         filter: String,
         qos_level: Qos,
     ) -> Result<(), CapError> {
-        let device = &self.hub.device_id;
+        let device = &self.ctx.device_id;
         let pattern = TopicPattern::parse(&filter)
             .map_err(|err| CapError::Invalid(format!("filter `{filter}`: {err}")))?
             .resolve(device);
-        let grant = self.mqtt_grant()?;
+        let grant = self.grant()?;
         if !grant.may_subscribe(&broker, &pattern, device) {
-            return Err(super::deny(
-                self,
-                Mqtt::NAME,
-                format!("subscribing to `{filter}` at broker `{broker}` is outside the grant"),
-            ));
+            return Err(self.deny(format!(
+                "subscribing to `{filter}` at broker `{broker}` is outside the grant"
+            )));
         }
         let resolved = pattern.to_string();
         self.mqtt_broker(&broker)?.subscribe(
-            self.local.id,
+            self.ctx.instance,
             &resolved,
             pattern,
             qos(qos_level),
-            self.local.link.clone(),
+            self.ctx.link.clone(),
         )
     }
 
     async fn unsubscribe(&mut self, broker: String, filter: String) -> Result<bool, CapError> {
-        self.mqtt_grant()?;
+        self.grant()?;
         let resolved = match TopicPattern::parse(&filter) {
-            Ok(pattern) => pattern.resolve(&self.hub.device_id).to_string(),
+            Ok(pattern) => pattern.resolve(&self.ctx.device_id).to_string(),
             Err(_) => return Ok(false),
         };
         self.mqtt_broker(&broker)?
-            .unsubscribe(self.local.id, &resolved)
+            .unsubscribe(self.ctx.instance, &resolved)
     }
 }
 

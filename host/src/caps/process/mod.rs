@@ -9,16 +9,19 @@
 //! swaps, records them for recovery after a crash, reports exits as events and
 //! stops them; [`output`] follows what they write.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use std::collections::BTreeSet;
 
-use super::Capability;
-use crate::runtime::InstanceState;
-use crate::runtime::bindings::CapError;
-use crate::runtime::bindings::cairn::host::process::{
+use wasmtime::component::Linker;
+
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::HostLink;
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::process::{
     self as wit, OutputTail, ProcessInfo, ProcessState, SpawnSpec,
 };
 
@@ -38,15 +41,50 @@ pub struct Process;
 
 impl Capability for Process {
     const NAME: &'static str = "process";
-    const INTERFACE: &'static str = "cairn:host/process";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/process"];
     type Grant = ProcessGrant;
+    /// Every plugin's processes; they belong to a plugin, not an instance.
+    type Shared = Arc<Supervisor>;
+    type Local = ();
 
     fn validate(grant: &ProcessGrant) -> Result<(), String> {
         grant::validate(grant)
     }
 
-    fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Process>>(linker, |state| state.caps().view())
+    }
+
+    fn build(setup: &HostSetup) -> anyhow::Result<Arc<Supervisor>> {
+        Ok(Arc::new(Supervisor::new(setup.state_dir.join("process"))))
+    }
+
+    /// Before the plugins start, so they find the processes they own.
+    fn recover(supervisor: &Arc<Supervisor>, host: &HostLink) {
+        supervisor.recover(host);
+    }
+
+    fn prepare(_: &Arc<Supervisor>, _: Option<&ProcessGrant>, _: &mut InstanceSetup<'_>) {}
+
+    fn plugin_removed(
+        supervisor: &Arc<Supervisor>,
+        plugin: &str,
+    ) -> impl Future<Output = ()> + Send {
+        supervisor.stop_all(Some(plugin), STOP_GRACE)
+    }
+
+    /// Stops re-adopted processes whose plugin is no longer installed.
+    async fn booted(supervisor: &Arc<Supervisor>, installed: &BTreeSet<String>) {
+        for owner in supervisor.owners() {
+            if !installed.contains(&owner) {
+                tracing::warn!(plugin = %owner, "stopping processes of a plugin that is no longer installed");
+                supervisor.stop_all(Some(&owner), STOP_GRACE).await;
+            }
+        }
+    }
+
+    fn shutdown(supervisor: &Arc<Supervisor>) -> impl Future<Output = ()> + Send {
+        supervisor.stop_all(None, STOP_GRACE)
     }
 }
 
@@ -78,21 +116,14 @@ fn info(proc: &table::Proc) -> ProcessInfo {
     }
 }
 
-impl InstanceState {
-    fn process_grant(&self) -> Result<&ProcessGrant, CapError> {
-        self.grants
-            .process
-            .as_ref()
-            .ok_or_else(|| super::deny(self, Process::NAME, "the policy has no [grants.process]"))
-    }
-
+impl CapView<'_, Process> {
     fn refuse(&self, detail: String) -> CapError {
-        super::deny(self, Process::NAME, detail)
+        self.deny(detail)
     }
 
     /// Checks `spec` against the grant and resolves it into a plan.
     fn plan(&self, spec: &SpawnSpec) -> Result<spawn::Plan, CapError> {
-        let grant = self.process_grant()?;
+        let grant = self.grant()?;
         if !valid_name(&spec.name) {
             return Err(CapError::Invalid(format!(
                 "process name `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
@@ -211,7 +242,7 @@ impl InstanceState {
     }
 
     fn supervisor(&self) -> Arc<Supervisor> {
-        self.hub.processes.clone()
+        self.shared.clone()
     }
 }
 
@@ -240,10 +271,10 @@ fn cgroup_for(
     }
 }
 
-impl wit::Host for InstanceState {
+impl wit::Host for CapView<'_, Process> {
     async fn spawn(&mut self, spec: SpawnSpec) -> Result<u64, CapError> {
         let mut plan = self.plan(&spec)?;
-        let max = self.process_grant()?.max_processes;
+        let max = self.grant()?.max_processes;
         let supervisor = self.supervisor();
         let plugin = self.plugin().to_string();
         let id = supervisor.reserve(&plugin, &spec.name, max)?;
@@ -293,12 +324,13 @@ impl wit::Host for InstanceState {
                 limits_note,
                 cgroup,
             },
+            self.ctx.host.clone(),
         )?;
         Ok(id)
     }
 
     async fn signal(&mut self, id: u64, signal: String) -> Result<(), CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let number = spawn::signal_number(&signal)
             .ok_or_else(|| CapError::Invalid(format!("unknown signal `{signal}`")))?;
         let supervisor = self.supervisor();
@@ -307,7 +339,7 @@ impl wit::Host for InstanceState {
     }
 
     async fn stop(&mut self, id: u64, grace_ms: u32) -> Result<ProcessInfo, CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let supervisor = self.supervisor();
         let proc = supervisor.get(self.plugin(), id)?;
         supervisor
@@ -317,7 +349,7 @@ impl wit::Host for InstanceState {
     }
 
     async fn terminate(&mut self, id: u64, grace_ms: u32) -> Result<(), CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let supervisor = self.supervisor();
         let proc = supervisor.get(self.plugin(), id)?;
         tokio::spawn(async move {
@@ -329,13 +361,13 @@ impl wit::Host for InstanceState {
     }
 
     async fn info(&mut self, id: u64) -> Result<ProcessInfo, CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let proc = self.supervisor().get(self.plugin(), id)?;
         Ok(info(&proc))
     }
 
     async fn find(&mut self, name: String) -> Result<Option<ProcessInfo>, CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let procs = self.supervisor().of(self.plugin())?;
         Ok(procs
             .iter()
@@ -345,13 +377,13 @@ impl wit::Host for InstanceState {
     }
 
     async fn list(&mut self) -> Result<Vec<ProcessInfo>, CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let procs = self.supervisor().of(self.plugin())?;
         Ok(procs.iter().map(|proc| info(proc)).collect())
     }
 
     async fn output(&mut self, id: u64, max_bytes: u32) -> Result<OutputTail, CapError> {
-        self.process_grant()?;
+        self.grant()?;
         let proc = self.supervisor().get(self.plugin(), id)?;
         let max = usize::try_from(max_bytes).unwrap_or(output::RING_BYTES);
         let (stdout, stderr, total_bytes) = proc.output.tail(max.min(output::RING_BYTES));
@@ -363,7 +395,7 @@ impl wit::Host for InstanceState {
     }
 
     async fn forget(&mut self, id: u64) -> Result<bool, CapError> {
-        self.process_grant()?;
+        self.grant()?;
         self.supervisor().forget(self.plugin(), id)
     }
 }

@@ -11,15 +11,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use super::output::{self, Output};
 use super::spawn;
-use crate::kernel::Kernel;
-use crate::runtime::bindings::{CapError, Event};
+use crate::contract::HostLink;
+use crate::contract::bindings::{CapError, Event};
 
 mod recover;
 
@@ -100,7 +100,6 @@ pub struct Spawned {
 pub struct Supervisor {
     dir: PathBuf,
     table: Mutex<Table>,
-    kernel: OnceLock<Weak<Kernel>>,
 }
 
 #[derive(Default)]
@@ -129,12 +128,7 @@ impl Supervisor {
                 next_id: 1,
                 procs: BTreeMap::new(),
             }),
-            kernel: OnceLock::new(),
         }
-    }
-
-    pub fn attach_kernel(&self, kernel: Weak<Kernel>) {
-        let _ = self.kernel.set(kernel);
     }
 
     /// The directory for output files; created on first use.
@@ -176,8 +170,14 @@ impl Supervisor {
         Ok(id)
     }
 
-    /// Takes a new child into the table and starts watching it.
-    pub fn insert(self: &Arc<Self>, id: u64, spawned: Spawned) -> Result<(), CapError> {
+    /// Takes a new child into the table and starts watching it; its exit is
+    /// reported to its plugin through `host`.
+    pub fn insert(
+        self: &Arc<Self>,
+        id: u64,
+        spawned: Spawned,
+        host: HostLink,
+    ) -> Result<(), CapError> {
         let pid = spawned
             .child
             .id()
@@ -229,7 +229,7 @@ impl Supervisor {
                     }
                 }
             };
-            supervisor.exited(&proc, exit, true);
+            supervisor.exited(&proc, exit, true, &host);
         });
         Ok(())
     }
@@ -248,7 +248,7 @@ impl Supervisor {
     /// Records an exit: kills what is left of the process group (`kill_group`;
     /// false when the pid may belong to another process by now),
     /// updates the state file and tells the plugin.
-    fn exited(&self, proc: &Arc<Proc>, exit: Exit, kill_group: bool) {
+    fn exited(&self, proc: &Arc<Proc>, exit: Exit, kill_group: bool, host: &HostLink) {
         if kill_group && let Ok(pgid) = libc::pid_t::try_from(proc.pid) {
             // SAFETY: kill has no memory-safety preconditions. The group id
             // cannot be reused while members remain.
@@ -290,12 +290,12 @@ impl Supervisor {
             payload: payload.to_string().into_bytes(),
             source: "host".into(),
         };
-        let Some(kernel) = self.kernel.get().and_then(Weak::upgrade) else {
+        let Some(host) = host.upgrade() else {
             return;
         };
         let plugin = proc.plugin.clone();
         tokio::spawn(async move {
-            if !kernel.notify(&plugin, event, NOTIFY_WAIT).await {
+            if !host.notify(&plugin, event, NOTIFY_WAIT).await {
                 tracing::debug!(plugin = %plugin, "a process exit could not be reported: the plugin is not running");
             }
         });

@@ -14,8 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use wasmtime::component::Linker;
 
-use super::super::Capability;
-use crate::runtime::InstanceState;
+use crate::caps::{Capability, CapsData, HostSetup, InstanceSetup};
 
 pub use addr::{Cidr, non_public, refused};
 pub use pattern::{HostPattern, UrlPattern};
@@ -61,8 +60,11 @@ fn optional_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, 
 
 impl Capability for HttpClient {
     const NAME: &'static str = "http-client";
-    const INTERFACE: &'static str = "wasi:http/outgoing-handler";
+    const INTERFACES: &'static [&'static str] = &["wasi:http/outgoing-handler"];
     type Grant = HttpClientGrant;
+    type Shared = ();
+    /// Every outgoing request of the instance goes through these hooks.
+    type Local = Egress;
 
     fn validate(grant: &HttpClientGrant) -> Result<(), String> {
         if grant.allow.is_empty() {
@@ -86,10 +88,23 @@ impl Capability for HttpClient {
         Ok(())
     }
 
-    /// Nothing to add: [`super::HttpServer`] links all of `wasi:http`, and
-    /// every outgoing request goes through the instance's [`Egress`] hooks.
-    fn add_to_linker(_linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    /// All of `wasi:http` but the incoming handler: `types` is baseline, and
+    /// `outgoing-handler` sends through the instance's [`Egress`] hooks,
+    /// which refuse everything without this grant.
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    }
+
+    fn build(_: &HostSetup) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    fn prepare(_: &(), _: Option<&HttpClientGrant>, instance: &mut InstanceSetup<'_>) -> Egress {
+        Egress::new(
+            instance.ctx.plugin.clone(),
+            instance.grants.clone(),
+            instance.ctx.audit.clone(),
+        )
     }
 }
 

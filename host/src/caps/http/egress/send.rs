@@ -19,7 +19,8 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerN
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use super::{HttpClientGrant, pattern::default_port, refused};
-use crate::caps::{Grants, Hub};
+use crate::caps::Grants;
+use crate::contract::Audit;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type Sent = Result<(http::Response<WasiBody>, IoFuture), Error>;
@@ -28,15 +29,15 @@ type Sent = Result<(http::Response<WasiBody>, IoFuture), Error>;
 pub struct Egress {
     plugin: Arc<str>,
     grants: Arc<Grants>,
-    hub: Arc<Hub>,
+    audit: Arc<Audit>,
 }
 
 impl Egress {
-    pub fn new(plugin: Arc<str>, grants: Arc<Grants>, hub: Arc<Hub>) -> Egress {
+    pub fn new(plugin: Arc<str>, grants: Arc<Grants>, audit: Arc<Audit>) -> Egress {
         Egress {
             plugin,
             grants,
-            hub,
+            audit,
         }
     }
 }
@@ -48,9 +49,9 @@ impl wasmtime_wasi_http::WasiHttpHooks for Egress {
         options: Option<RequestOptions>,
         _io: IoFuture,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        let audit = Audit {
+        let audit = Requester {
             plugin: self.plugin.clone(),
-            hub: self.hub.clone(),
+            audit: self.audit.clone(),
         };
         let grants = self.grants.clone();
         Box::new(async move {
@@ -66,21 +67,21 @@ impl wasmtime_wasi_http::WasiHttpHooks for Egress {
 }
 
 /// Who is asking, for audit lines and the denial counter.
-struct Audit {
+struct Requester {
     plugin: Arc<str>,
-    hub: Arc<Hub>,
+    audit: Arc<Audit>,
 }
 
-impl Audit {
+impl Requester {
     fn deny(&self, url: &str, why: &str) -> Error {
-        tracing::warn!(target: "cairn::audit", plugin = %self.plugin, capability = "http-client", url, "denied: {why}");
-        self.hub.metrics.count_denial(&self.plugin);
+        self.audit
+            .record(&self.plugin, "http-client", &format!("{why} ({url})"));
         Error::HttpRequestDenied
     }
 }
 
 async fn send(
-    audit: &Audit,
+    audit: &Requester,
     grant: &HttpClientGrant,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,

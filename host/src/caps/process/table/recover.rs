@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{ADOPTED_POLL, Exit, Proc, Supervisor, Table, spawn};
+use crate::contract::HostLink;
 
 /// A running process as written in the state file (`<state>/process/table.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,7 +74,7 @@ impl Supervisor {
 
     /// After a daemon start: re-adopts every recorded process that still runs
     /// and reports the others as exited (status unknown).
-    pub fn recover(self: &Arc<Self>) {
+    pub fn recover(self: &Arc<Self>, host: &HostLink) {
         let path = self.state_path();
         let state: StateFile = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
@@ -141,12 +142,14 @@ impl Supervisor {
                     signal: None,
                 },
                 orphaned_group,
+                host,
             );
         }
         for proc in adopted {
             tracing::info!(plugin = %proc.plugin, process = %proc.name, pid = proc.pid, "re-adopted a process still running from before the restart");
             self.follow(&proc, true);
             let supervisor = self.clone();
+            let host = host.clone();
             tokio::spawn(async move {
                 while spawn::start_time(proc.pid) == Some(proc.start_ticks) {
                     tokio::time::sleep(ADOPTED_POLL).await;
@@ -158,6 +161,7 @@ impl Supervisor {
                         signal: None,
                     },
                     true,
+                    &host,
                 );
             });
         }
