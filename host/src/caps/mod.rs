@@ -22,6 +22,8 @@ mod imports;
 mod set;
 #[cfg(test)]
 pub mod bench;
+#[cfg(test)]
+mod tests;
 
 pub mod commands;
 pub mod events;

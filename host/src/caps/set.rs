@@ -145,29 +145,13 @@ use crate::policy::{Policy, PolicyError};
 
 use super::Capability;
 
-/// Refuses a `[grants.NAME]` table that names no capability.
+/// Refuses a `[grants.NAME]` table that names no capability (with its position).
 pub(super) fn refuse_unknown(
     policy: &Policy,
     capabilities: &[(&str, &[&str])],
 ) -> Result<(), PolicyError> {
-    let Some(unknown) = policy
-        .grants
-        .values()
-        .find(|slice| !capabilities.iter().any(|(name, _)| *name == slice.name))
-    else {
-        return Ok(());
-    };
     let known: Vec<&str> = capabilities.iter().map(|(name, _)| *name).collect();
-    Err(PolicyError::Invalid {
-        file: policy.path.clone(),
-        line: Some(unknown.line).filter(|line| *line > 0),
-        col: Some(unknown.col).filter(|_| unknown.line > 0),
-        msg: format!(
-            "[grants.{}]: unknown capability; known: {}",
-            unknown.name,
-            known.join(", ")
-        ),
-    })
+    policy.check_known_grants(&known)
 }
 
 /// Parses and validates one capability's grant, if the policy has it.

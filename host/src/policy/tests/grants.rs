@@ -7,48 +7,18 @@ use serde::Deserialize;
 
 use super::*;
 
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(super) struct KvGrant {
-    #[serde(default = "default_quota", with = "crate::policy::serde_size")]
-    pub(super) quota: u64,
-}
-
-fn default_quota() -> u64 {
-    1 << 20
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct TimerGrant {
-    #[serde(default)]
-    max_timers: u32,
-    #[serde(
-        default,
-        deserialize_with = "crate::policy::serde_duration::deserialize"
-    )]
-    min_interval: Duration,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct EventsGrant {
-    #[serde(default)]
-    publish: Vec<TopicPattern>,
-    #[serde(default)]
-    subscribe: Vec<TopicPattern>,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct SystemGrant {}
+// The real grants: policy parsing is tested with what capabilities use.
+pub(super) use crate::caps::events::EventsGrant;
+pub(super) use crate::caps::kv::KvGrant;
+use crate::caps::system::SystemGrant;
+use crate::caps::timer::TimerGrant;
 
 #[test]
 fn grant_slices_parse_into_typed_grants() {
     let p = parse(FULL).unwrap();
     assert_eq!(
-        p.grant("kv").unwrap().parse::<KvGrant>().unwrap(),
-        KvGrant { quota: 64 << 10 }
+        p.grant("kv").unwrap().parse::<KvGrant>().unwrap().quota,
+        64 << 10
     );
     let events: EventsGrant = p.grant("events").unwrap().parse().unwrap();
     assert_eq!(events.publish, [TopicPattern::parse("counter/#").unwrap()]);
@@ -61,18 +31,13 @@ fn grant_slices_parse_into_typed_grants() {
         p.grant("kv").unwrap().parse::<KvGrant>().unwrap().quota,
         1 << 20
     );
+    let timer = p.grant("timer").unwrap().parse::<TimerGrant>().unwrap();
     assert_eq!(
-        p.grant("timer").unwrap().parse::<TimerGrant>().unwrap(),
-        TimerGrant {
-            max_timers: 4,
-            min_interval: Duration::from_millis(250)
-        }
+        (timer.max_timers, timer.min_interval),
+        (4, Duration::from_millis(250))
     );
     let p = parse(&with("[grants.system]\n")).unwrap();
-    assert_eq!(
-        p.grant("system").unwrap().parse::<SystemGrant>().unwrap(),
-        SystemGrant {}
-    );
+    assert!(p.grant("system").unwrap().parse::<SystemGrant>().is_ok());
 }
 
 fn grant_err<G: serde::de::DeserializeOwned + std::fmt::Debug>(
