@@ -30,16 +30,6 @@ mod vars;
 #[cfg(test)]
 mod tests;
 
-/// Bindings for the `wasi:http` client side, generated from `wit/world.wit`.
-#[allow(clippy::all, missing_docs, dead_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "downloads",
-        generate_all,
-    });
-}
-
 use std::path::Path;
 use std::time::Duration;
 
