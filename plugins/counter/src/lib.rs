@@ -135,3 +135,53 @@ impl Plugin for Counter {
 }
 
 cairn_sdk::export_plugin!(Counter);
+
+#[cfg(test)]
+mod tests {
+    use cairn_sdk::testing::Harness;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn increments_persist_and_announce() {
+        let mut counter = Harness::<Counter>::init("{}").unwrap();
+        let reply: Value = counter.call("increment", &json!({"by": 2})).unwrap();
+        assert_eq!(reply["count"], 2);
+        let reply: Value = counter.call("increment", &()).unwrap();
+        assert_eq!(reply["count"], 3);
+        let host = counter.host();
+        assert_eq!(host.kv_get(COUNT_KEY).as_deref(), Some(&b"3"[..]));
+        assert_eq!(host.gauge("count"), Some(3.0));
+        let announced = host.published();
+        assert_eq!(announced.len(), 2);
+        assert_eq!(announced[1].topic, CHANGED_TOPIC);
+
+        // A restart reads the count back from kv.
+        let mut restarted = Harness::<Counter>::start("{}").unwrap();
+        let reply: Value = restarted.call("get", &()).unwrap();
+        assert_eq!(reply["count"], 3);
+    }
+
+    #[test]
+    fn bad_calls_get_error_codes() {
+        let mut counter = Harness::<Counter>::init("{}").unwrap();
+        let err = counter
+            .call::<_, Value>("increment", &json!({"by": "two"}))
+            .unwrap_err();
+        assert_eq!(err.code, "invalid");
+        assert!(err.message.starts_with("increment: "), "{err}");
+        counter
+            .host()
+            .kv_set(COUNT_KEY, u64::MAX.to_string().as_bytes());
+        let mut full = Harness::<Counter>::start("{}").unwrap();
+        let err = full.call::<_, Value>("increment", &()).unwrap_err();
+        assert!(err.message.contains("overflows"), "{err}");
+        let err = full.call::<_, Value>("frobnicate", &()).unwrap_err();
+        assert_eq!(err.code, "not-found");
+        assert!(
+            err.message
+                .contains("(expected get, increment, reset or version)")
+        );
+    }
+}

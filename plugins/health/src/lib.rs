@@ -370,3 +370,64 @@ impl Plugin for HealthPlugin {
 }
 
 cairn_sdk::export_plugin!(HealthPlugin);
+
+#[cfg(test)]
+mod plugin_tests {
+    use std::time::Duration;
+
+    use cairn_sdk::http::{HttpError, HttpErrorKind};
+    use cairn_sdk::testing::{Harness, response};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn add(plugin: &mut Harness<HealthPlugin>, name: &str, target: &str) -> Result<Value, String> {
+        let spec = json!({
+            "name": name, "target": target, "interval-ms": 1000,
+            "timeout-ms": 500, "failure-threshold": 1,
+        });
+        plugin.call("add", &spec).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn http_checks_follow_the_server() {
+        let mut plugin = Harness::<HealthPlugin>::init("{}").unwrap();
+        let host = plugin.host();
+        host.on_http(|_| Ok(response(200, &[], "")));
+        let view = add(&mut plugin, "web", "http://127.0.0.1:8080/health").unwrap();
+        assert_eq!(view["state"], "healthy");
+        assert_eq!(host.kv_keys(), vec!["check/web".to_string()]);
+        assert_eq!(host.gauge("check_up{check=web}"), Some(1.0));
+
+        host.on_http(|_| Ok(response(503, &[], "")));
+        // `due` follows the real clock; the tick only runs what is due.
+        plugin.plugin_mut().checks.get_mut("web").unwrap().due = Instant::now();
+        plugin
+            .advance(Duration::from_millis(DEFAULT_TICK_MS))
+            .unwrap();
+        let view: Value = plugin.call("get", &json!({"name": "web"})).unwrap();
+        assert_eq!(view["state"], "unhealthy", "{view}");
+        assert_eq!(view["last-error"], "HTTP status 503, expected 2xx or 3xx");
+        let changed = host.published();
+        assert_eq!(changed.last().unwrap().topic, "health/changed/web");
+    }
+
+    #[test]
+    fn refused_targets_and_bad_calls_have_codes() {
+        let mut plugin = Harness::<HealthPlugin>::init("{}").unwrap();
+        plugin.host().on_http(|_| {
+            Err(HttpError::new(
+                HttpErrorKind::Denied,
+                "the request is not allowed by [grants.http-client]",
+            ))
+        });
+        let err = add(&mut plugin, "web", "http://10.0.0.1/").unwrap_err();
+        assert!(err.starts_with("denied: "), "{err}");
+        let err = plugin
+            .call::<_, Value>("get", &json!({"name": "nope"}))
+            .unwrap_err();
+        assert_eq!(err.code, "not-found");
+        let err = plugin.call::<_, Value>("frobnicate", &()).unwrap_err();
+        assert!(err.message.contains("expected add, remove, status or get"));
+    }
+}

@@ -146,12 +146,8 @@ impl Plugin for Recipes {
         })
     }
 
-    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        commands::Commands {
-            engine: &mut self.engine,
-            config_vars: &self.vars,
-        }
-        .run(command, payload)
+    fn commands() -> cairn_sdk::Commands<Self> {
+        commands::declare()
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {
