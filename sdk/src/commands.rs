@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::cairn::host::commands as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::commands as host;
 
 /// How a command call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

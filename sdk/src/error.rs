@@ -36,17 +36,23 @@ pub enum Error {
 impl Error {
     /// The kebab-case name of the variant as written in the WIT, e.g. `"quota-exceeded"`.
     pub fn kind(&self) -> &'static str {
+        self.code().as_str()
+    }
+
+    /// The variant as the shared [`ErrorCode`](crate::ErrorCode).
+    pub fn code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode as Code;
         match self {
-            Error::Denied(_) => "denied",
-            Error::NotFound(_) => "not-found",
-            Error::Invalid(_) => "invalid",
-            Error::QuotaExceeded(_) => "quota-exceeded",
-            Error::Unavailable(_) => "unavailable",
-            Error::Timeout(_) => "timeout",
-            Error::Internal(_) => "internal",
-            Error::Conflict(_) => "conflict",
-            Error::Rejected(_) => "rejected",
-            Error::NotReady(_) => "not-ready",
+            Error::Denied(_) => Code::Denied,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Invalid(_) => Code::Invalid,
+            Error::QuotaExceeded(_) => Code::QuotaExceeded,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Timeout(_) => Code::Timeout,
+            Error::Internal(_) => Code::Internal,
+            Error::Conflict(_) => Code::Conflict,
+            Error::Rejected(_) => Code::Rejected,
+            Error::NotReady(_) => Code::NotReady,
         }
     }
 
@@ -103,6 +109,13 @@ impl From<WireError> for Error {
             WireError::Rejected(message) => Error::Rejected(message),
             WireError::NotReady(message) => Error::NotReady(message),
         }
+    }
+}
+
+/// The wire form of a capability error, e.g. for an adapter's JSON reply.
+impl From<Error> for crate::ErrorBody {
+    fn from(error: Error) -> Self {
+        crate::ErrorBody::new(error.code(), error.message())
     }
 }
 

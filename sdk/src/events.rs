@@ -9,7 +9,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::cairn::host::events as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::events as host;
 use crate::{Error, Result};
 
 /// An event delivered to the plugin.

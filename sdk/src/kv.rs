@@ -7,7 +7,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::cairn::host::kv as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::kv as host;
 use crate::{Error, Result};
 
 /// Returns the value stored under `key`, or `None`.

@@ -4,12 +4,19 @@
 //! implements [`Plugin`], exports itself with [`export_plugin!`], and reaches
 //! the device only through the host capabilities in this crate's modules
 //! ([`log`], [`kv`], [`events`], [`timer`], [`commands`], [`plugins`],
-//! [`system`], [`metrics`], [`mqtt`], [`process`]). The component imports only the capabilities the
-//! code actually calls, and the host refuses to install it unless the plugin's
-//! policy grants every one of them.
+//! [`system`], [`metrics`], [`mqtt`], [`process`], [`http`], [`net`]). The
+//! component imports only the capabilities the code actually calls, and the
+//! host refuses to install it unless the plugin's policy grants every one of them.
+//!
+//! Commands are declared with typed arguments in [`Plugin::commands`] (see
+//! [`Commands`]); a plugin's HTTP side implements [`http::server::Handler`]
+//! and is exported with [`export_http_handler!`]. [`testing`] runs plugin
+//! logic natively against a fake host. `docs/writing-plugins.md` walks through
+//! all of it.
 //!
 //! ```no_run
-//! use cairn_sdk::{Config, Plugin, kv};
+//! use cairn_sdk::{CommandError, Commands, Config, Plugin, kv};
+//! use serde::Deserialize;
 //!
 //! struct Greeter {
 //!     greeting: String,
@@ -26,15 +33,20 @@
 //!         Ok(Greeter { greeting: settings.greeting.unwrap_or_else(|| "hello".into()) })
 //!     }
 //!
-//!     fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-//!         match command {
-//!             "greet" => {
-//!                 let name = String::from_utf8_lossy(payload);
-//!                 kv::set("last", name.as_bytes())?;
-//!                 Ok(format!("{}, {name}!", self.greeting).into_bytes())
-//!             }
-//!             other => Err(format!("unknown command `{other}`")),
-//!         }
+//!     fn commands() -> Commands<Self> {
+//!         Commands::new().command("greet", Self::greet)
+//!     }
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct GreetArgs {
+//!     name: String,
+//! }
+//!
+//! impl Greeter {
+//!     fn greet(&mut self, args: GreetArgs) -> Result<String, CommandError> {
+//!         kv::set("last", args.name.as_bytes())?;
+//!         Ok(format!("{}, {}!", self.greeting, args.name))
 //!     }
 //! }
 //!
@@ -45,22 +57,29 @@
 
 #![warn(missing_docs)]
 
+mod command;
 pub mod commands;
 mod error;
 pub mod events;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod metrics;
 pub mod mqtt;
+pub mod net;
 mod plugin;
 pub mod plugins;
 pub mod process;
 pub mod system;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub mod timer;
 
 #[doc(hidden)]
 pub mod runtime;
 
+pub use cairn_types::{ErrorBody, ErrorCode, HealthSummary, PluginHealth};
+pub use command::{CommandError, Commands};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use plugin::{Config, Health, Plugin, parse_payload};
@@ -71,13 +90,52 @@ pub use plugin::{Config, Health, Plugin, parse_payload};
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "cairn:plugin/plugin@0.1.0",
-        path: "../wit/plugin",
+        world: "cairn:sdk/plugin@0.1.0",
+        path: "../wit/sdk",
         generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         default_bindings_module: "cairn_sdk::bindings",
     });
+}
+
+/// Bindings for the HTTP handler side, reusing the `wasi:http` types of
+/// [`bindings`]. Used by [`export_http_handler!`].
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod http_bindings {
+    wit_bindgen::generate!({
+        world: "cairn:sdk/http-handler@0.1.0",
+        path: "../wit/sdk",
+        with: {
+            "wasi:http/types@0.2.12": crate::bindings::wasi::http::types,
+            "wasi:io/error@0.2.12": crate::bindings::wasi::io::error,
+            "wasi:io/poll@0.2.12": crate::bindings::wasi::io::poll,
+            "wasi:io/streams@0.2.12": crate::bindings::wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": crate::bindings::wasi::clocks::monotonic_clock,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_http_handler_world",
+        default_bindings_module: "cairn_sdk::http_bindings",
+    });
+}
+
+/// Exports an [`http::server::Handler`] as the component's
+/// `wasi:http/incoming-handler`, served by the host's HTTP listener.
+///
+/// Use it at most once, at the crate root, next to [`export_plugin!`]:
+///
+/// ```ignore
+/// cairn_sdk::export_http_handler!(MyApi);
+/// ```
+#[macro_export]
+macro_rules! export_http_handler {
+    ($handler:ty) => {
+        const _: () = {
+            type CairnHttpExports = $crate::http::server::Exports<$handler>;
+            $crate::http_bindings::__export_http_handler_world!(CairnHttpExports with_types_in $crate::http_bindings);
+        };
+    };
 }
 
 /// Exports a [`Plugin`] implementation as the component's Cairn plugin.

@@ -6,7 +6,10 @@
 //! bounds the distinct name and label combinations (64 by default).
 
 use crate::Result;
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::cairn::host::metrics as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::metrics as host;
 
 fn owned_labels(labels: &[(&str, &str)]) -> Vec<host::Label> {
     labels

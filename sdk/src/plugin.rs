@@ -2,7 +2,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Event};
+use crate::{Commands, Error, Event};
 
 /// A Cairn plugin.
 ///
@@ -20,13 +20,23 @@ pub trait Plugin: Sized + 'static {
     /// An error aborts the start, or the hot swap when this is a new release.
     fn init(config: Config) -> Result<Self, String>;
 
-    /// Handles a command from the CLI, a control-plane adapter or another plugin.
+    /// Declares the plugin's typed commands (see [`Commands`]).
     ///
-    /// Payload and reply are opaque bytes, JSON by convention. Unknown
-    /// commands should fail with a message naming the command, as the default does.
+    /// Called once, right after a successful `init`. Commands declared here
+    /// are routed by name with their arguments decoded; anything else goes
+    /// to [`Plugin::on_command`]. The default declares none.
+    fn commands() -> Commands<Self> {
+        Commands::new()
+    }
+
+    /// Handles a command that [`Plugin::commands`] does not declare, with
+    /// raw payload and reply bytes (JSON by convention).
+    ///
+    /// The default fails with the JSON [`ErrorBody`](crate::ErrorBody) of a
+    /// `not-found` error naming the command and listing the declared ones.
     fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
         let _ = payload;
-        Err(format!("unknown command `{command}`"))
+        Err(crate::runtime::unknown_command(command))
     }
 
     /// Handles an event from a subscription or one of the plugin's timers.

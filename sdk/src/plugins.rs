@@ -5,6 +5,8 @@
 //! `[grants.plugins]` with `manage = [name patterns]` for install, rollback and
 //! remove, and `read = true` for [`list`], [`health`] and [`metrics`].
 
+pub use cairn_types::{HealthSummary, PluginHealth};
+
 use crate::Result;
 use crate::bindings::cairn::host::plugins as host;
 
@@ -136,32 +138,6 @@ pub fn rollback(name: &str) -> Result<PluginInfo> {
 /// Stops and uninstalls `name`. Its kv data is kept.
 pub fn remove(name: &str) -> Result<()> {
     Ok(host::remove(name)?)
-}
-
-/// How one running plugin answered its health check.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PluginHealth {
-    /// Plugin name.
-    pub name: String,
-    /// Version of the serving release.
-    pub version: String,
-    /// Lifecycle state, as in [`PluginInfo::state`].
-    pub state: String,
-    /// `ok`, `degraded`, `unhealthy` or `unknown` (did not answer in time).
-    pub health: String,
-    /// Why it is not `ok`, when it said.
-    pub detail: Option<String>,
-}
-
-/// The device's health, summed up (serializes as `cairn --json health` prints it).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HealthSummary {
-    /// `ok`, `degraded` or `failing`.
-    pub status: String,
-    /// Seconds since the daemon started.
-    pub uptime_secs: u64,
-    /// Every plugin's answer, sorted by name.
-    pub plugins: Vec<PluginHealth>,
 }
 
 /// Asks every running plugin for its health (at most 2 s each, all at once).

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use crate::bindings::exports::cairn::plugin::handlers::{self, Guest as HandlersGuest};
 use crate::bindings::exports::cairn::plugin::lifecycle::{self, Guest as LifecycleGuest};
-use crate::{Config, Event, Health, Plugin};
+use crate::{CommandError, Commands, Config, Event, Health, Plugin};
 
 const NOT_INITIALISED: &str = "plugin is not initialised: `init` has not succeeded";
 
@@ -16,6 +16,36 @@ const NOT_INITIALISED: &str = "plugin is not initialised: `init` has not succeed
 // concurrently, so one slot holds the only plugin instance.
 thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    /// The plugin's [`Commands`], built once at `init`.
+    static COMMANDS: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    /// Their names, for the error of a command nobody declared.
+    static DECLARED: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Remembers the declared command names for [`unknown_command`].
+pub(crate) fn declare_commands<P>(commands: &Commands<P>) {
+    DECLARED.with(|declared| *declared.borrow_mut() = commands.names());
+}
+
+/// The error of a command that neither [`Commands`] nor `on_command` knows,
+/// listing the declared commands.
+pub(crate) fn unknown_command(command: &str) -> String {
+    DECLARED
+        .with(|declared| CommandError::unknown_command(command, &declared.borrow()))
+        .into()
+}
+
+/// Runs a command: through the declared [`Commands`] first, else `on_command`.
+pub(crate) fn run_command<P: Plugin>(
+    plugin: &mut P,
+    commands: &Commands<P>,
+    command: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    match commands.dispatch(plugin, command, payload) {
+        Some(outcome) => outcome.map_err(String::from),
+        None => plugin.on_command(command, payload),
+    }
 }
 
 /// Runs `action` on the plugin instance, or fails when there is none (or it is
@@ -48,6 +78,9 @@ impl<P: Plugin> LifecycleGuest for Exports<P> {
         // The slot stays unborrowed while `P::init` runs so that nothing it
         // calls can observe a half-made instance.
         let plugin = P::init(Config::new(config))?;
+        let commands = P::commands();
+        declare_commands(&commands);
+        COMMANDS.with(|slot| *slot.borrow_mut() = Some(Box::new(commands)));
         INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(plugin)));
         Ok(())
     }
@@ -90,7 +123,16 @@ impl<P: Plugin> HandlersGuest for Exports<P> {
     }
 
     fn on_command(command: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
-        with_instance(|plugin: &mut P| plugin.on_command(&command, &payload))?
+        COMMANDS.with(|commands| {
+            let commands = commands.borrow();
+            let commands = commands
+                .as_ref()
+                .and_then(|commands| commands.downcast_ref::<Commands<P>>());
+            with_instance(|plugin: &mut P| match commands {
+                Some(commands) => run_command(plugin, commands, &command, &payload),
+                None => plugin.on_command(&command, &payload),
+            })
+        })?
     }
 }
 

@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use crate::Result;
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::cairn::host::timer as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::fake::timer as host;
 
 /// Handle of a pending timer, unique within the running instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

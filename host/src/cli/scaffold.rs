@@ -227,13 +227,14 @@ fn lib_rs(name: &str) -> String {
 //! Commands:
 //! - `hello`, payload optional `{{"name":".."}}` → `{{"greeting":"hello, ..!"}}`
 
-use cairn_sdk::{{Config, Plugin, parse_payload}};
+use cairn_sdk::{{CommandError, Commands, Config, Plugin}};
 use serde::{{Deserialize, Serialize}};
 
 struct {plugin};
 
-#[derive(Default, Deserialize)]
-struct HelloRequest {{
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelloArgs {{
     name: Option<String>,
 }}
 
@@ -242,24 +243,58 @@ struct HelloReply {{
     greeting: String,
 }}
 
+impl {plugin} {{
+    /// `hello`: no payload (or `null`) greets the world.
+    fn hello(&mut self, args: Option<HelloArgs>) -> Result<HelloReply, CommandError> {{
+        let name = args.and_then(|args| args.name);
+        let name = name.as_deref().unwrap_or("world");
+        if name.is_empty() {{
+            return Err(CommandError::invalid("hello: the name is empty"));
+        }}
+        Ok(HelloReply {{
+            greeting: format!("hello, {{name}}!"),
+        }})
+    }}
+}}
+
 impl Plugin for {plugin} {{
     fn init(_config: Config) -> Result<Self, String> {{
         cairn_sdk::info!("{name} {{}} started", cairn_sdk::plugin_version!());
         Ok({plugin})
     }}
 
-    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {{
-        match command {{
-            "hello" => {{
-                let request: HelloRequest = parse_payload(payload)?.unwrap_or_default();
-                let name = request.name.as_deref().unwrap_or("world");
-                let reply = HelloReply {{
-                    greeting: format!("hello, {{name}}!"),
-                }};
-                serde_json::to_vec(&reply).map_err(|e| e.to_string())
-            }}
-            other => Err(format!("unknown command `{{other}}`")),
-        }}
+    /// Each command's JSON payload is decoded into its argument type; unknown
+    /// commands and malformed payloads fail with the SDK's JSON error.
+    fn commands() -> Commands<Self> {{
+        Commands::new().command("hello", Self::hello)
+    }}
+}}
+
+// `cargo test` runs these natively, against the SDK's fake host.
+#[cfg(test)]
+mod tests {{
+    use cairn_sdk::testing::Harness;
+    use serde_json::{{Value, json}};
+
+    use super::*;
+
+    #[test]
+    fn hello_greets_by_name() {{
+        let mut plugin = Harness::<{plugin}>::init("{{}}").unwrap();
+        let reply: Value = plugin.call("hello", &json!({{"name": "cairn"}})).unwrap();
+        assert_eq!(reply["greeting"], "hello, cairn!");
+        let reply: Value = plugin.call("hello", &()).unwrap();
+        assert_eq!(reply["greeting"], "hello, world!");
+        assert!(plugin.host().logged("started"));
+    }}
+
+    #[test]
+    fn bad_calls_fail_with_a_code() {{
+        let mut plugin = Harness::<{plugin}>::init("{{}}").unwrap();
+        let err = plugin.call::<_, Value>("hello", &json!({{"name": 3}})).unwrap_err();
+        assert_eq!(err.code, "invalid");
+        let err = plugin.call::<_, Value>("goodbye", &()).unwrap_err();
+        assert_eq!(err.code, "not-found");
     }}
 }}
 
@@ -304,6 +339,15 @@ cargo build --target wasm32-wasip2 --release
 
 The component is `target/wasm32-wasip2/release/{wasm}`. (Install the target
 once with `rustup target add wasm32-wasip2`.)
+
+## Test
+
+```sh
+cargo test
+```
+
+The unit tests run natively against the SDK's fake host (`cairn_sdk::testing`).
+See `docs/writing-plugins.md` in the Cairn repository for the plugin style.
 
 ## Sign
 

@@ -11,7 +11,8 @@
 //! - `reset` → `{"count":0}`
 //! - `version` → `{"version":"..."}`
 
-use cairn_sdk::{Config, Plugin, events, kv, metrics, parse_payload};
+use cairn_sdk::{CommandError, Commands, Config, Plugin, events, kv, metrics};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 const COUNT_KEY: &str = "count";
@@ -32,21 +33,22 @@ struct IncrementRequest {
     by: u64,
 }
 
+#[derive(Serialize)]
+struct VersionMessage {
+    version: &'static str,
+}
+
 fn one() -> u64 {
     1
 }
 
-fn json_reply(value: &impl Serialize) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| e.to_string())
-}
-
 impl Counter {
-    fn reply(&self) -> Result<Vec<u8>, String> {
-        json_reply(&CountMessage { count: self.count })
+    fn reply(&self) -> CountMessage {
+        CountMessage { count: self.count }
     }
 
     /// Persists first so that the in-memory count never runs ahead of kv.
-    fn set_count(&mut self, count: u64) -> Result<(), String> {
+    fn set_count(&mut self, count: u64) -> Result<(), cairn_sdk::Error> {
         kv::set_json(COUNT_KEY, &count)?;
         self.count = count;
         self.announce();
@@ -70,14 +72,32 @@ impl Counter {
         }
     }
 
-    fn increment(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let request = parse_payload(payload)?.unwrap_or(IncrementRequest { by: 1 });
-        let count = self
-            .count
-            .checked_add(request.by)
-            .ok_or_else(|| format!("incrementing {} by {} overflows", self.count, request.by))?;
+    fn get(&mut self, _: IgnoredAny) -> Result<CountMessage, CommandError> {
+        Ok(self.reply())
+    }
+
+    /// The payload is optional: no payload (or `null`) increments by one.
+    fn increment(
+        &mut self,
+        request: Option<IncrementRequest>,
+    ) -> Result<CountMessage, CommandError> {
+        let by = request.map_or(1, |request| request.by);
+        let count = self.count.checked_add(by).ok_or_else(|| {
+            CommandError::invalid(format!("incrementing {} by {by} overflows", self.count))
+        })?;
         self.set_count(count)?;
-        self.reply()
+        Ok(self.reply())
+    }
+
+    fn reset(&mut self, _: IgnoredAny) -> Result<CountMessage, CommandError> {
+        self.set_count(0)?;
+        Ok(self.reply())
+    }
+
+    fn version(&mut self, _: IgnoredAny) -> Result<VersionMessage, CommandError> {
+        Ok(VersionMessage {
+            version: cairn_sdk::plugin_version!(),
+        })
     }
 }
 
@@ -90,19 +110,12 @@ impl Plugin for Counter {
         Ok(counter)
     }
 
-    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        match command {
-            "get" => self.reply(),
-            "increment" => self.increment(payload),
-            "reset" => {
-                self.set_count(0)?;
-                self.reply()
-            }
-            "version" => {
-                json_reply(&serde_json::json!({ "version": cairn_sdk::plugin_version!() }))
-            }
-            other => Err(format!("unknown command `{other}`")),
-        }
+    fn commands() -> Commands<Self> {
+        Commands::new()
+            .command("get", Self::get)
+            .command("increment", Self::increment)
+            .command("reset", Self::reset)
+            .command("version", Self::version)
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {
@@ -122,3 +135,53 @@ impl Plugin for Counter {
 }
 
 cairn_sdk::export_plugin!(Counter);
+
+#[cfg(test)]
+mod tests {
+    use cairn_sdk::testing::Harness;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn increments_persist_and_announce() {
+        let mut counter = Harness::<Counter>::init("{}").unwrap();
+        let reply: Value = counter.call("increment", &json!({"by": 2})).unwrap();
+        assert_eq!(reply["count"], 2);
+        let reply: Value = counter.call("increment", &()).unwrap();
+        assert_eq!(reply["count"], 3);
+        let host = counter.host();
+        assert_eq!(host.kv_get(COUNT_KEY).as_deref(), Some(&b"3"[..]));
+        assert_eq!(host.gauge("count"), Some(3.0));
+        let announced = host.published();
+        assert_eq!(announced.len(), 2);
+        assert_eq!(announced[1].topic, CHANGED_TOPIC);
+
+        // A restart reads the count back from kv.
+        let mut restarted = Harness::<Counter>::start("{}").unwrap();
+        let reply: Value = restarted.call("get", &()).unwrap();
+        assert_eq!(reply["count"], 3);
+    }
+
+    #[test]
+    fn bad_calls_get_error_codes() {
+        let mut counter = Harness::<Counter>::init("{}").unwrap();
+        let err = counter
+            .call::<_, Value>("increment", &json!({"by": "two"}))
+            .unwrap_err();
+        assert_eq!(err.code, "invalid");
+        assert!(err.message.starts_with("increment: "), "{err}");
+        counter
+            .host()
+            .kv_set(COUNT_KEY, u64::MAX.to_string().as_bytes());
+        let mut full = Harness::<Counter>::start("{}").unwrap();
+        let err = full.call::<_, Value>("increment", &()).unwrap_err();
+        assert!(err.message.contains("overflows"), "{err}");
+        let err = full.call::<_, Value>("frobnicate", &()).unwrap_err();
+        assert_eq!(err.code, "not-found");
+        assert!(
+            err.message
+                .contains("(expected get, increment, reset or version)")
+        );
+    }
+}

@@ -18,8 +18,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use cairn_sdk::{Config, Event, Plugin, commands, events, parse_payload, system, timer};
-use serde::Deserialize;
+use cairn_sdk::{
+    CommandError, Commands, Config, Event, Plugin, commands, events, parse_payload, system, timer,
+};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 const INPUT_PATTERN: &str = "echo/in/#";
 const INPUT_PREFIX: &str = "echo/in";
@@ -67,15 +71,43 @@ fn output_topic(input: &str) -> Option<String> {
     (rest.is_empty() || rest.starts_with('/')).then(|| format!("{OUTPUT_PREFIX}{rest}"))
 }
 
-fn relay(payload: &[u8]) -> Result<Vec<u8>, String> {
-    let request: RelayRequest = parse_payload(payload)?
-        .ok_or(r#"relay expects {"plugin":..,"command":..,"payload":..}"#)?;
-    let forwarded = serde_json::to_vec(&request.payload).map_err(|e| e.to_string())?;
+/// A raw command: the reply is the other plugin's bytes, unchanged.
+fn relay(_: &mut Echo, payload: &[u8]) -> Result<Vec<u8>, CommandError> {
+    let request: RelayRequest = parse_payload(payload)?.ok_or(CommandError::invalid(
+        r#"relay expects {"plugin":..,"command":..,"payload":..}"#,
+    ))?;
+    let forwarded = serde_json::to_vec(&request.payload)
+        .map_err(|err| CommandError::internal(err.to_string()))?;
     Ok(commands::call(
         &request.plugin,
         &request.command,
         &forwarded,
     )?)
+}
+
+#[derive(Serialize)]
+struct TimerReply {
+    timer: u64,
+}
+
+impl Echo {
+    fn publish(&mut self, request: Option<PublishRequest>) -> Result<Value, CommandError> {
+        let request = request.ok_or(CommandError::invalid(
+            r#"publish expects {"topic":..,"payload":..}"#,
+        ))?;
+        let bytes = serde_json::to_vec(&request.payload)
+            .map_err(|err| CommandError::internal(err.to_string()))?;
+        events::publish(&request.topic, &bytes)?;
+        Ok(Value::Null)
+    }
+
+    fn timer(&mut self, request: Option<TimerRequest>) -> Result<TimerReply, CommandError> {
+        let request = request.ok_or(CommandError::invalid(
+            r#"timer expects {"after_ms":N,"topic":..}"#,
+        ))?;
+        let id = timer::once(Duration::from_millis(request.after_ms), &request.topic)?;
+        Ok(TimerReply { timer: id.0 })
+    }
 }
 
 impl Plugin for Echo {
@@ -92,31 +124,23 @@ impl Plugin for Echo {
         })
     }
 
-    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        match command {
-            "echo" => Ok(payload.to_vec()),
-            "facts" => serde_json::to_vec(&system::facts()?).map_err(|e| e.to_string()),
-            "relay" => relay(payload),
-            "publish" => {
-                let request: PublishRequest = parse_payload(payload)?
-                    .ok_or(r#"publish expects {"topic":..,"payload":..}"#)?;
-                let bytes = serde_json::to_vec(&request.payload).map_err(|e| e.to_string())?;
-                events::publish(&request.topic, &bytes)?;
-                Ok(b"null".to_vec())
-            }
-            "timer" => {
-                let request: TimerRequest =
-                    parse_payload(payload)?.ok_or(r#"timer expects {"after_ms":N,"topic":..}"#)?;
-                let id = timer::once(Duration::from_millis(request.after_ms), &request.topic)?;
-                serde_json::to_vec(&serde_json::json!({ "timer": id.0 })).map_err(|e| e.to_string())
-            }
-            "events" => serde_json::to_vec(&self.received).map_err(|e| e.to_string()),
-            "version" => {
-                serde_json::to_vec(&serde_json::json!({ "version": cairn_sdk::plugin_version!() }))
-                    .map_err(|e| e.to_string())
-            }
-            other => Err(format!("unknown command `{other}`")),
-        }
+    fn commands() -> Commands<Self> {
+        Commands::new()
+            .raw("echo", |_, payload: &[u8]| {
+                Ok::<_, CommandError>(payload.to_vec())
+            })
+            .command("facts", |_, _: IgnoredAny| {
+                Ok::<_, CommandError>(system::facts()?)
+            })
+            .raw("relay", relay)
+            .command("publish", Self::publish)
+            .command("timer", Self::timer)
+            .command("events", |this: &mut Self, _: IgnoredAny| {
+                Ok::<_, CommandError>(this.received.clone())
+            })
+            .command("version", |_, _: IgnoredAny| {
+                Ok::<_, CommandError>(json!({ "version": cairn_sdk::plugin_version!() }))
+            })
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {

@@ -20,21 +20,14 @@ mod probe;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cairn_sdk::{Config, Event, Health, Plugin, events, kv, metrics, parse_payload, timer};
+use cairn_sdk::{
+    CommandError, Commands, Config, Event, Health, Plugin, events, kv, metrics, timer,
+};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use check::{CheckSpec, State, Status, Target};
-
-/// Bindings for the `wasi:http` client side, generated from `wit/world.wit`.
-#[allow(clippy::all, missing_docs, dead_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "probes",
-        generate_all,
-    });
-}
 
 const TICK_TOPIC: &str = "health/tick";
 const KV_PREFIX: &str = "check/";
@@ -85,10 +78,6 @@ fn now_ms() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-fn to_json(value: &Value) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|err| err.to_string())
 }
 
 impl Entry {
@@ -182,32 +171,32 @@ impl Entry {
 }
 
 impl HealthPlugin {
-    fn entry(&self, name: &str) -> Result<&Entry, String> {
+    fn entry(&self, name: &str) -> Result<&Entry, CommandError> {
         self.checks
             .get(name)
-            .ok_or_else(|| format!("unknown check `{name}`"))
+            .ok_or_else(|| CommandError::not_found(format!("unknown check `{name}`")))
     }
 
-    fn name_request(payload: &[u8], command: &str) -> Result<String, String> {
-        let request: NameRequest = parse_payload(payload)
-            .map_err(|err| format!("{command}: {}", err.message()))?
-            .ok_or_else(|| format!(r#"{command} expects {{"name": ".."}}"#))?;
-        Ok(request.name)
+    /// The name a `get` or `remove` is about.
+    fn name_request(request: Option<NameRequest>, command: &str) -> Result<String, CommandError> {
+        request
+            .map(|request| request.name)
+            .ok_or_else(|| CommandError::invalid(format!(r#"{command} expects {{"name": ".."}}"#)))
     }
 
-    fn add(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let spec: CheckSpec = parse_payload(payload)
-            .map_err(|err| format!("add: {}", err.message()))?
-            .ok_or(r#"add expects {"name": .., "target": .., "interval-ms": .., "timeout-ms": .., "failure-threshold": ..}"#)?;
+    fn add(&mut self, spec: Option<CheckSpec>) -> Result<Value, CommandError> {
+        let spec = spec.ok_or(CommandError::invalid(
+            r#"add expects {"name": .., "target": .., "interval-ms": .., "timeout-ms": .., "failure-threshold": ..}"#,
+        ))?;
         let target = spec.validate(self.tick_ms)?;
         // `replace` only ever replaces checks added by commands.
         if let Some(existing) = self.checks.get(&spec.name)
             && (!spec.replace || existing.from_config)
         {
-            return Err(format!(
+            return Err(CommandError::conflict(format!(
                 "a check named `{}` exists already; remove it first",
                 spec.name
-            ));
+            )));
         }
         let mut entry = Entry::new(spec, target, false);
         // The first probe runs now, so a target the policy does not allow is
@@ -215,34 +204,46 @@ impl HealthPlugin {
         if let Err(failure) = entry.probe()
             && failure.denied
         {
-            return Err(format!(
+            return Err(CommandError::denied(format!(
                 "target `{}` is not allowed by this plugin's policy: {}",
                 entry.spec.target, failure.message
-            ));
+            )));
         }
-        kv::set_json(&format!("{KV_PREFIX}{}", entry.spec.name), &entry.spec)
-            .map_err(|err| format!("cannot store the check: {err}"))?;
+        kv::set_json(&format!("{KV_PREFIX}{}", entry.spec.name), &entry.spec).map_err(|err| {
+            CommandError::new(err.code(), format!("cannot store the check: {err}"))
+        })?;
         cairn_sdk::info!("check {} added: {}", entry.spec.name, entry.spec.target);
         let view = entry.view();
         self.checks.insert(entry.spec.name.clone(), entry);
-        to_json(&view)
+        Ok(view)
     }
 
-    fn remove(&mut self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let name = Self::name_request(payload, "remove")?;
+    fn remove(&mut self, request: Option<NameRequest>) -> Result<Value, CommandError> {
+        let name = Self::name_request(request, "remove")?;
         if self.entry(&name)?.from_config {
-            return Err(format!(
+            return Err(CommandError::conflict(format!(
                 "check `{name}` is defined in the policy's [config]; change the policy to remove it"
-            ));
+            )));
         }
-        kv::delete(&format!("{KV_PREFIX}{name}"))
-            .map_err(|err| format!("cannot delete the check: {err}"))?;
+        kv::delete(&format!("{KV_PREFIX}{name}")).map_err(|err| {
+            CommandError::new(err.code(), format!("cannot delete the check: {err}"))
+        })?;
         self.checks.remove(&name);
         if let Err(err) = metrics::gauge_set("check_up", &[("check", &name)], 0.0) {
             cairn_sdk::debug!("check_up for {name}: {err}");
         }
         cairn_sdk::info!("check {name} removed");
-        to_json(&json!({ "removed": name }))
+        Ok(json!({ "removed": name }))
+    }
+
+    fn status(&mut self, _: IgnoredAny) -> Result<Value, CommandError> {
+        let all: Vec<Value> = self.checks.values().map(Entry::view).collect();
+        Ok(json!({ "checks": all }))
+    }
+
+    fn get(&mut self, request: Option<NameRequest>) -> Result<Value, CommandError> {
+        let name = Self::name_request(request, "get")?;
+        Ok(self.entry(&name)?.view())
     }
 
     fn run_due(&mut self) {
@@ -317,22 +318,12 @@ impl Plugin for HealthPlugin {
         })
     }
 
-    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        match command {
-            "add" => self.add(payload),
-            "remove" => self.remove(payload),
-            "status" => {
-                let all: Vec<Value> = self.checks.values().map(Entry::view).collect();
-                to_json(&json!({ "checks": all }))
-            }
-            "get" => {
-                let name = Self::name_request(payload, "get")?;
-                to_json(&self.entry(&name)?.view())
-            }
-            other => Err(format!(
-                "unknown command `{other}` (expected add, remove, status or get)"
-            )),
-        }
+    fn commands() -> Commands<Self> {
+        Commands::new()
+            .command("add", Self::add)
+            .command("remove", Self::remove)
+            .command("status", Self::status)
+            .command("get", Self::get)
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {
@@ -379,3 +370,64 @@ impl Plugin for HealthPlugin {
 }
 
 cairn_sdk::export_plugin!(HealthPlugin);
+
+#[cfg(test)]
+mod plugin_tests {
+    use std::time::Duration;
+
+    use cairn_sdk::http::{HttpError, HttpErrorKind};
+    use cairn_sdk::testing::{Harness, response};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn add(plugin: &mut Harness<HealthPlugin>, name: &str, target: &str) -> Result<Value, String> {
+        let spec = json!({
+            "name": name, "target": target, "interval-ms": 1000,
+            "timeout-ms": 500, "failure-threshold": 1,
+        });
+        plugin.call("add", &spec).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn http_checks_follow_the_server() {
+        let mut plugin = Harness::<HealthPlugin>::init("{}").unwrap();
+        let host = plugin.host();
+        host.on_http(|_| Ok(response(200, &[], "")));
+        let view = add(&mut plugin, "web", "http://127.0.0.1:8080/health").unwrap();
+        assert_eq!(view["state"], "healthy");
+        assert_eq!(host.kv_keys(), vec!["check/web".to_string()]);
+        assert_eq!(host.gauge("check_up{check=web}"), Some(1.0));
+
+        host.on_http(|_| Ok(response(503, &[], "")));
+        // `due` follows the real clock; the tick only runs what is due.
+        plugin.plugin_mut().checks.get_mut("web").unwrap().due = Instant::now();
+        plugin
+            .advance(Duration::from_millis(DEFAULT_TICK_MS))
+            .unwrap();
+        let view: Value = plugin.call("get", &json!({"name": "web"})).unwrap();
+        assert_eq!(view["state"], "unhealthy", "{view}");
+        assert_eq!(view["last-error"], "HTTP status 503, expected 2xx or 3xx");
+        let changed = host.published();
+        assert_eq!(changed.last().unwrap().topic, "health/changed/web");
+    }
+
+    #[test]
+    fn refused_targets_and_bad_calls_have_codes() {
+        let mut plugin = Harness::<HealthPlugin>::init("{}").unwrap();
+        plugin.host().on_http(|_| {
+            Err(HttpError::new(
+                HttpErrorKind::Denied,
+                "the request is not allowed by [grants.http-client]",
+            ))
+        });
+        let err = add(&mut plugin, "web", "http://10.0.0.1/").unwrap_err();
+        assert!(err.starts_with("denied: "), "{err}");
+        let err = plugin
+            .call::<_, Value>("get", &json!({"name": "nope"}))
+            .unwrap_err();
+        assert_eq!(err.code, "not-found");
+        let err = plugin.call::<_, Value>("frobnicate", &()).unwrap_err();
+        assert!(err.message.contains("expected add, remove, status or get"));
+    }
+}

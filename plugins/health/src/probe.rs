@@ -1,20 +1,12 @@
 //! Running one probe against a target, within its timeout.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
+use cairn_sdk::http::{HttpErrorKind, Request};
+use cairn_sdk::net;
 use cairn_sdk::process::{self, Spec};
 
-use crate::bindings::wasi::clocks::monotonic_clock;
-use crate::bindings::wasi::http::outgoing_handler;
-use crate::bindings::wasi::http::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-};
-use crate::bindings::wasi::io::poll;
-use crate::bindings::wasi::sockets::network::{
-    ErrorCode as NetError, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
-};
-use crate::bindings::wasi::sockets::{instance_network, tcp_create_socket};
 use crate::check::Target;
 
 /// Why a probe failed.
@@ -55,54 +47,17 @@ pub fn run(
     }
 }
 
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
 fn http(url: &str, timeout: Duration, expect_status: Option<u16>) -> Result<(), Failure> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| Failure::new("no scheme"))?;
-    let scheme = if scheme == "https" {
-        Scheme::Https
-    } else {
-        Scheme::Http
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
-    };
-    let setup = |what: &str| Failure::new(format!("cannot build the request: invalid {what}"));
-    let request = OutgoingRequest::new(Fields::new());
-    request
-        .set_method(&Method::Get)
-        .map_err(|()| setup("method"))?;
-    request
-        .set_scheme(Some(&scheme))
-        .map_err(|()| setup("scheme"))?;
-    request
-        .set_authority(Some(authority))
-        .map_err(|()| setup("host"))?;
-    request
-        .set_path_with_query(Some(path))
-        .map_err(|()| setup("path"))?;
-    let body = request.body().map_err(|()| setup("body"))?;
-    OutgoingBody::finish(body, None).map_err(|err| http_failure(&err))?;
-    let options = RequestOptions::new();
-    let _ = options.set_connect_timeout(Some(nanos(timeout)));
-    let _ = options.set_first_byte_timeout(Some(nanos(timeout)));
-    let pending =
-        outgoing_handler::handle(request, Some(options)).map_err(|err| http_failure(&err))?;
-    let ready = pending.subscribe();
-    let deadline = monotonic_clock::subscribe_duration(nanos(timeout));
-    poll::poll(&[&ready, &deadline]);
-    let response = match pending.get() {
-        None => return Err(Failure::new(format!("no response within {timeout:?}"))),
-        Some(Err(())) => return Err(Failure::new("the response was already taken")),
-        Some(Ok(Err(err))) => return Err(http_failure(&err)),
-        Some(Ok(Ok(response))) => response,
-    };
-    let status = response.status();
+    // Only the status matters; the body is never read.
+    let response = Request::get(url)
+        .connect_timeout(timeout)
+        .first_byte_timeout(timeout)
+        .send()
+        .map_err(|err| match err.kind {
+            HttpErrorKind::Denied => Failure::denied(err.message),
+            _ => Failure::new(err.message),
+        })?;
+    let status = response.status;
     let healthy = match expect_status {
         Some(expected) => status == expected,
         None => (200..400).contains(&status),
@@ -114,22 +69,6 @@ fn http(url: &str, timeout: Duration, expect_status: Option<u16>) -> Result<(), 
         Err(Failure::new(format!(
             "HTTP status {status}, expected {wanted}"
         )))
-    }
-}
-
-fn http_failure(err: &ErrorCode) -> Failure {
-    match err {
-        ErrorCode::HttpRequestDenied => {
-            Failure::denied("the request is not allowed by [grants.http-client]")
-        }
-        ErrorCode::ConnectionRefused => Failure::new("connection refused"),
-        ErrorCode::ConnectionTimeout => Failure::new("connection timed out"),
-        ErrorCode::ConnectionReadTimeout => Failure::new("timed out waiting for the response"),
-        ErrorCode::DnsError(dns) => Failure::new(format!(
-            "DNS error: {}",
-            dns.rcode.clone().unwrap_or_else(|| "lookup failed".into())
-        )),
-        other => Failure::new(format!("HTTP error: {other:?}")),
     }
 }
 
@@ -153,71 +92,13 @@ fn tcp(host: &str, port: u16, timeout: Duration) -> Result<(), Failure> {
         if left.is_zero() {
             return Err(Failure::new(format!("no connection within {timeout:?}")));
         }
-        match connect(address, left) {
+        match net::connect(address, left) {
             Ok(()) => return Ok(()),
-            Err(failure) if failure.denied => return Err(failure),
-            Err(failure) => last = failure,
+            Err(err) if err.denied => return Err(Failure::denied(err.message)),
+            Err(err) => last = Failure::new(err.message),
         }
     }
     Err(last)
-}
-
-/// Opens a TCP connection to `address` (and closes it) within `timeout`.
-///
-/// Straight through `wasi:sockets` rather than `std::net`, whose
-/// `connect_timeout` on wasip2 cannot tell a refused connection from an
-/// established one.
-fn connect(address: SocketAddr, timeout: Duration) -> Result<(), Failure> {
-    let (family, remote) = match address {
-        SocketAddr::V4(v4) => {
-            let [a, b, c, d] = v4.ip().octets();
-            let remote = IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                port: v4.port(),
-                address: (a, b, c, d),
-            });
-            (IpAddressFamily::Ipv4, remote)
-        }
-        SocketAddr::V6(v6) => {
-            let [a, b, c, d, e, f, g, h] = v6.ip().segments();
-            let remote = IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                port: v6.port(),
-                flow_info: 0,
-                address: (a, b, c, d, e, f, g, h),
-                scope_id: v6.scope_id(),
-            });
-            (IpAddressFamily::Ipv6, remote)
-        }
-    };
-    let failed = |err: NetError| match err {
-        NetError::AccessDenied => Failure::denied(format!(
-            "connecting to {address} is not allowed by [grants.sockets]"
-        )),
-        NetError::ConnectionRefused => Failure::new(format!("connecting to {address}: refused")),
-        NetError::Timeout => Failure::new(format!("connecting to {address}: timed out")),
-        other => Failure::new(format!("connecting to {address}: {other:?}")),
-    };
-    let network = instance_network::instance_network();
-    let socket = tcp_create_socket::create_tcp_socket(family).map_err(failed)?;
-    socket.start_connect(&network, remote).map_err(failed)?;
-    let ready = socket.subscribe();
-    let deadline = monotonic_clock::subscribe_duration(nanos(timeout));
-    loop {
-        poll::poll(&[&ready, &deadline]);
-        match socket.finish_connect() {
-            Ok((input, output)) => {
-                drop(input);
-                drop(output);
-                return Ok(());
-            }
-            Err(NetError::WouldBlock) if deadline.ready() => {
-                return Err(Failure::new(format!(
-                    "connecting to {address}: no answer within {timeout:?}"
-                )));
-            }
-            Err(NetError::WouldBlock) => {}
-            Err(err) => return Err(failed(err)),
-        }
-    }
 }
 
 fn cmd(check: &str, exe: &str, args: &[String], timeout: Duration) -> Result<(), Failure> {

@@ -1,11 +1,12 @@
 //! The handlers that read the device's state and reach other plugins.
 
+use cairn_sdk::ErrorBody;
 use cairn_sdk::commands::{self, CallError};
 use cairn_sdk::plugins::{self, PluginInfo};
 use serde_json::{Value, json};
 
 use crate::errors::ApiError;
-use crate::http::Response;
+use cairn_sdk::http::server::Response;
 
 /// `GET /healthz`: the summary status alone; 503 when failing (or unknown).
 pub fn healthz() -> Response {
@@ -87,11 +88,23 @@ pub fn rollback(name: &str) -> Result<Response, ApiError> {
 
 /// `POST /v1/plugins/{name}/commands/{command}`: the body is the payload and
 /// the reply is returned as it is. A command the plugin ran and refused
-/// (including an unknown command) is `plugin-error`, 422.
+/// (including an unknown command) is `plugin-error`, 422; when the plugin
+/// failed with an error body (the SDK's typed commands do), its message is
+/// the reply's message and its code is kept as `plugin-code`.
 pub fn command(name: &str, command: &str, payload: &[u8]) -> Result<Response, ApiError> {
     match commands::call(name, command, payload) {
         Ok(reply) => Ok(Response::bytes(200, "application/json", reply)),
-        Err(CallError::Plugin(message)) => Err(ApiError::new(422, "plugin-error", message)),
+        Err(CallError::Plugin(text)) => {
+            let err = match ErrorBody::parse(&text) {
+                Some(body) => {
+                    let mut err = ApiError::new(422, "plugin-error", body.message);
+                    err.plugin_code = Some(body.code);
+                    err
+                }
+                None => ApiError::new(422, "plugin-error", text),
+            };
+            Err(err)
+        }
         Err(CallError::Host(err)) => Err(ApiError::from_host(err)),
         Err(CallError::Json(message)) => Err(ApiError::new(500, "internal", message)),
     }

@@ -5,9 +5,8 @@
 //! `docs/openapi.json`; renaming one is a breaking change of the API.
 
 use cairn_sdk::Error;
+use cairn_sdk::http::server::{NoRoute, Response, Router};
 use serde_json::json;
-
-use crate::http::Response;
 
 /// An error reply.
 #[derive(Debug)]
@@ -17,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// For `not-ready`: the version still serving (`None` inside: nothing serves).
     pub serving: Option<Option<String>>,
+    /// For `plugin-error`: the code the plugin's own error body carried.
+    pub plugin_code: Option<String>,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -27,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             serving: None,
+            plugin_code: None,
             headers: Vec::new(),
         }
     }
@@ -87,9 +89,30 @@ impl ApiError {
         if let Some(serving) = self.serving {
             error["serving"] = json!(serving);
         }
+        if let Some(code) = self.plugin_code {
+            error["plugin-code"] = json!(code);
+        }
         let mut response = Response::json(self.status, &json!({ "error": error }));
-        response.headers.extend(self.headers);
+        let headers = self.headers.into_iter();
         response
+            .headers
+            .extend(headers.map(|(name, value)| (name.to_string(), value)));
+        response
+    }
+}
+
+/// A path no route serves is `not-found`; a method it does not take is
+/// `method-not-allowed`, with `Allow`.
+impl From<NoRoute> for ApiError {
+    fn from(miss: NoRoute) -> Self {
+        match miss {
+            NoRoute::NotFound { path } => ApiError::not_found(format!("no such endpoint: {path}")),
+            NoRoute::MethodNotAllowed { method, allowed } => {
+                let allowed = Router::<ApiError>::allow_header(&allowed);
+                let names: Vec<&str> = allowed.split(", ").collect();
+                ApiError::method_not_allowed(method.as_str(), &names)
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::api;
 use crate::errors::ApiError;
-use crate::http::Response;
+use cairn_sdk::http::server::Response;
 
 /// The request body: exactly one of `source` and `component`.
 #[derive(Debug, Deserialize)]

@@ -17,21 +17,11 @@
 mod api;
 mod auth;
 mod errors;
-mod http;
 mod install;
 mod routes;
 
+use cairn_sdk::http::server::{Handler, Request, Response};
 use cairn_sdk::{Config, Health, Plugin};
-
-/// Bindings for the `wasi:http` side, generated from `wit/world.wit`.
-#[allow(clippy::all, missing_docs, dead_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "adapter",
-        generate_all,
-    });
-}
 
 /// The version this build reports, in every response's `x-cairn-adapter-version`.
 pub(crate) const VERSION: &str = cairn_sdk::plugin_version!();
@@ -64,17 +54,10 @@ cairn_sdk::export_plugin!(Adapter);
 /// The HTTP side: one request at a time per instance.
 struct HttpApi;
 
-impl bindings::exports::wasi::http::incoming_handler::Guest for HttpApi {
-    fn handle(
-        request: bindings::wasi::http::types::IncomingRequest,
-        out: bindings::wasi::http::types::ResponseOutparam,
-    ) {
-        let response = match http::read(request) {
-            Ok(request) => routes::handle(&request),
-            Err(err) => err.into_response(),
-        };
-        http::send(out, response);
+impl Handler for HttpApi {
+    fn handle(request: Request) -> Response {
+        routes::handle(&request).with_header("x-cairn-adapter-version", VERSION)
     }
 }
 
-bindings::export!(HttpApi with_types_in bindings);
+cairn_sdk::export_http_handler!(HttpApi);

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use cairn_sdk::mqtt::{self, QoS};
 use cairn_sdk::plugins::{INSTALL_FINISHED, InstallFinished};
-use cairn_sdk::{Config, Event, Plugin, commands, timer};
+use cairn_sdk::{Config, ErrorBody, Event, Plugin, commands, timer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -183,7 +183,11 @@ fn call_plugin(plugin: &str, command: &str, payload: &Value) -> Result<Value, Fa
     match commands::call(plugin, command, &bytes) {
         Ok(reply) => Ok(as_json(&reply)),
         Err(commands::CallError::Host(err)) => Err(err.into()),
-        Err(commands::CallError::Plugin(message)) => Err(Failure::new("plugin-error", message)),
+        // A typed command's error is an error body; its message is what people need.
+        Err(commands::CallError::Plugin(text)) => {
+            let body = ErrorBody::parse_or(&text, "plugin-error");
+            Err(Failure::new("plugin-error", body.message))
+        }
         Err(commands::CallError::Json(message)) => Err(Failure::new("invalid", message)),
     }
 }

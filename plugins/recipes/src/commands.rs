@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use cairn_sdk::{kv, parse_payload};
+use cairn_sdk::{CommandError, kv, parse_payload};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::engine::Engine;
+use crate::Recipes;
+use crate::engine::{Action, Engine};
 use crate::plan::{Context, Plan, RecipeSource};
 use crate::recipe::Recipe;
 use crate::state::OperationKind;
@@ -98,40 +100,82 @@ fn request<T: serde::de::DeserializeOwned>(
         .ok_or_else(|| format!("{command} expects {shape}"))
 }
 
-pub struct Commands<'a> {
-    pub engine: &'a mut Engine,
-    pub config_vars: &'a Vars,
+/// The commands, declared for the SDK's router. Most take and return raw
+/// JSON bytes because they validate their payload themselves (with the shape
+/// in the message); their `String` errors reach callers as `invalid`.
+pub fn declare() -> cairn_sdk::Commands<Recipes> {
+    cairn_sdk::Commands::new()
+        .raw("plan-apply", |r: &mut Recipes, p: &[u8]| {
+            view(r).apply(p, false)
+        })
+        .raw("plan-apply-dry", |r: &mut Recipes, p: &[u8]| {
+            view(r).apply(p, true)
+        })
+        .command("plan-status", |r: &mut Recipes, _: IgnoredAny| {
+            Ok::<_, CommandError>(view(r).status())
+        })
+        .raw("plan-graph", |r: &mut Recipes, p: &[u8]| view(r).graph(p))
+        .command("plan-stop", |r: &mut Recipes, _: IgnoredAny| {
+            Ok::<_, CommandError>(json!({ "stopped": r.engine.stop_plan() }))
+        })
+        .command("plan-reconcile", |r: &mut Recipes, _: IgnoredAny| {
+            Ok::<_, CommandError>(json!({ "actions": r.engine.reconcile()? }))
+        })
+        .command("component-list", |r: &mut Recipes, _: IgnoredAny| {
+            Ok::<_, CommandError>(json!({ "components": view(r).components() }))
+        })
+        .command("component-stop", |r: &mut Recipes, args| {
+            component(r, args, "component-stop", Engine::stop_one)
+        })
+        .command("component-restart", |r: &mut Recipes, args| {
+            component(r, args, "component-restart", Engine::restart_one)
+        })
+        .command("component-reload", |r: &mut Recipes, args| {
+            component(r, args, "component-reload", Engine::reload_one)
+        })
+        .raw("recipe-add", |r: &mut Recipes, p: &[u8]| {
+            view(r).recipe_add(p)
+        })
+        .raw("recipe-list", |r: &mut Recipes, _: &[u8]| {
+            view(r).recipe_list()
+        })
+        .raw("recipe-delete", |r: &mut Recipes, p: &[u8]| {
+            view(r).recipe_delete(p)
+        })
 }
 
-impl Commands<'_> {
-    pub fn run(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        match command {
-            "plan-apply" => self.apply(payload, false),
-            "plan-apply-dry" => self.apply(payload, true),
-            "plan-status" => reply(&self.status()),
-            "plan-graph" => self.graph(payload),
-            "plan-stop" => reply(&json!({ "stopped": self.engine.stop_plan() })),
-            "plan-reconcile" => reply(&json!({ "actions": self.engine.reconcile()? })),
-            "component-list" => reply(&json!({ "components": self.components() })),
-            "component-stop" | "component-restart" | "component-reload" => {
-                let request: ComponentRequest =
-                    request(payload, command, r#"{"name": "..", "dry-run": false}"#)?;
-                let actions = match command {
-                    "component-stop" => self.engine.stop_one(&request.name, request.dry_run)?,
-                    "component-reload" => self.engine.reload_one(&request.name, request.dry_run)?,
-                    _ => self.engine.restart_one(&request.name, request.dry_run)?,
-                };
-                reply(&json!({ "dry-run": request.dry_run, "actions": actions }))
-            }
-            "recipe-add" => self.recipe_add(payload),
-            "recipe-list" => self.recipe_list(),
-            "recipe-delete" => self.recipe_delete(payload),
-            other => Err(format!(
-                "unknown command `{other}` (expected plan-apply, plan-apply-dry, plan-status, plan-graph, plan-stop, plan-reconcile, component-list, component-stop, component-restart, component-reload, recipe-add, recipe-list or recipe-delete)"
-            )),
-        }
+fn view(recipes: &mut Recipes) -> Handlers<'_> {
+    Handlers {
+        engine: &mut recipes.engine,
+        config_vars: &recipes.vars,
     }
+}
 
+type ComponentAction = fn(&mut Engine, &str, bool) -> Result<Vec<Action>, String>;
+
+/// `component-stop`, `-restart` and `-reload`: one component, maybe a dry run.
+fn component(
+    recipes: &mut Recipes,
+    request: Option<ComponentRequest>,
+    command: &str,
+    action: ComponentAction,
+) -> Result<Value, CommandError> {
+    let request = request.ok_or_else(|| {
+        CommandError::invalid(format!(
+            r#"{command} expects {{"name": "..", "dry-run": false}}"#
+        ))
+    })?;
+    let actions = action(&mut recipes.engine, &request.name, request.dry_run)?;
+    Ok(json!({ "dry-run": request.dry_run, "actions": actions }))
+}
+
+/// The parts of the plugin the commands work on.
+struct Handlers<'a> {
+    engine: &'a mut Engine,
+    config_vars: &'a Vars,
+}
+
+impl Handlers<'_> {
     fn build(&self, request: &ApplyRequest, warnings: &mut Vec<String>) -> Result<Plan, String> {
         let runner = &self.engine.runner;
         let component_dir = |name: &str| runner.component_dir(name);

@@ -30,16 +30,6 @@ mod vars;
 #[cfg(test)]
 mod tests;
 
-/// Bindings for the `wasi:http` client side, generated from `wit/world.wit`.
-#[allow(clippy::all, missing_docs, dead_code)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "downloads",
-        generate_all,
-    });
-}
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -156,12 +146,8 @@ impl Plugin for Recipes {
         })
     }
 
-    fn on_command(&mut self, command: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        commands::Commands {
-            engine: &mut self.engine,
-            config_vars: &self.vars,
-        }
-        .run(command, payload)
+    fn commands() -> cairn_sdk::Commands<Self> {
+        commands::declare()
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {

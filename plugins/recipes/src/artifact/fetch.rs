@@ -9,6 +9,7 @@ use std::io::{self, Read, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
+use cairn_sdk::http::Resumed;
 use sha2::{Digest as _, Sha256};
 
 use super::Limits;
@@ -154,23 +155,25 @@ impl Downloader<'_> {
             (hasher, have) = (Sha256::new(), 0);
         }
         let response = self.request(uri, headers, (have > 0).then_some(have))?;
-        let append = match response.status {
-            206 if have > 0 => {
-                let start = response.content_range.as_deref().and_then(range_start);
-                if start.is_some_and(|start| start != have) {
-                    let _ = fs::remove_file(partial);
-                    return Err(Failure::Retry(format!(
-                        "the server resumed at byte {start:?} instead of {have}"
-                    )));
-                }
-                true
+        // What the server sends continues the partial file only when it says so.
+        let resumed = match have {
+            0 => Resumed::FromStart,
+            _ => Resumed::classify(response.status, response.content_range.as_deref(), have),
+        };
+        let append = match resumed {
+            Resumed::Continues => true,
+            Resumed::Elsewhere(start) => {
+                let _ = fs::remove_file(partial);
+                return Err(Failure::Retry(format!(
+                    "the server resumed at byte {start:?} instead of {have}"
+                )));
             }
-            416 if have > 0 && may_restart => {
+            Resumed::NotSatisfiable if may_restart => {
                 let _ = fs::remove_file(partial);
                 return self.download_once(uri, headers, partial, expected, false);
             }
-            status => {
-                check_status(uri, status)?;
+            Resumed::NotSatisfiable | Resumed::FromStart => {
+                check_status(uri, response.status)?;
                 (hasher, have) = (Sha256::new(), 0);
                 false
             }
@@ -275,12 +278,6 @@ fn check_status(uri: &str, status: u16) -> Result<(), Failure> {
             Errs(uri).download(format!("HTTP status {status}")),
         )),
     }
-}
-
-/// The first byte of `Content-Range: bytes START-END/TOTAL`.
-fn range_start(header: &str) -> Option<u64> {
-    let spec = header.trim().strip_prefix("bytes")?.trim_start();
-    spec.split('-').next()?.trim().parse().ok()
 }
 
 /// Copies a local `file://` artifact into `partial`, hashing it on the way.

@@ -177,7 +177,7 @@ impl Store {
             cache_dir,
             limits,
             keys,
-            Box::new(http::WasiHttp),
+            Box::new(http::SdkHttp),
             std::thread::sleep,
         )
     }

@@ -45,7 +45,7 @@ impl HttpUrl {
         (self.https, self.authority.to_ascii_lowercase())
     }
 
-    #[cfg(test)]
+    /// The URL as text again (without the fragment).
     pub fn to_url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}{}", self.authority, self.path_and_query)
