@@ -41,24 +41,7 @@ impl AdminError {
     }
 }
 
-/// One installed plugin, as listed by `cairn plugin list`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PluginSummary {
-    pub name: String,
-    pub version: String,
-    pub digest: String,
-    /// `running`, `starting`, `restarting`, `failed` or `stopped`.
-    pub state: String,
-    pub previous_version: Option<String>,
-    pub restarts: u32,
-    pub calls: u64,
-    /// Traps, CPU-deadline and out-of-memory faults of the running release.
-    pub faults: u64,
-    /// Hot swaps since the daemon started.
-    pub swaps: u64,
-    /// Last fault or rollback reason, if any.
-    pub last_error: Option<String>,
-}
+pub use cairn_types::{HealthSummary, PluginHealth, PluginSummary};
 
 /// Daemon-wide status, as shown by `cairn status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,29 +57,6 @@ pub struct Status {
     pub allocator: String,
     pub rss_bytes: u64,
     pub plugins: Vec<PluginSummary>,
-}
-
-/// How one plugin is doing, as `cairn health` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PluginHealth {
-    pub name: String,
-    pub version: String,
-    /// `running`, `restarting`, `stopped` or `failed`.
-    pub state: String,
-    /// `ok`, `degraded`, `unhealthy` or `unknown` (no answer in time).
-    pub health: String,
-    /// What the plugin or the host says is wrong, if anything.
-    pub detail: Option<String>,
-}
-
-/// The daemon's health: `ok` when every plugin is running and healthy,
-/// `degraded` when one is degraded or restarting, `failing` when one is
-/// unhealthy, failed or does not answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HealthSummary {
-    pub status: String,
-    pub uptime_secs: u64,
-    pub plugins: Vec<PluginHealth>,
 }
 
 /// One log record kept in the daemon's in-memory ring.

@@ -1,20 +1,23 @@
-//! How a capability error is written in JSON replies and events.
+//! How a capability error is written in JSON replies and events: the shared
+//! [`ErrorCode`] names and [`ErrorBody`] of `cairn-types`.
+
+use cairn_types::{ErrorBody, ErrorCode};
 
 use crate::contract::bindings::CapError;
 
-/// The error's variant name as written in the WIT (`quota-exceeded`…), for JSON replies.
-pub fn error_code(err: &CapError) -> &'static str {
+/// The error's code, named as in the WIT (`quota-exceeded`…).
+pub fn error_code(err: &CapError) -> ErrorCode {
     match err {
-        CapError::Denied(_) => "denied",
-        CapError::NotFound(_) => "not-found",
-        CapError::Invalid(_) => "invalid",
-        CapError::QuotaExceeded(_) => "quota-exceeded",
-        CapError::Unavailable(_) => "unavailable",
-        CapError::Timeout(_) => "timeout",
-        CapError::Internal(_) => "internal",
-        CapError::Conflict(_) => "conflict",
-        CapError::Rejected(_) => "rejected",
-        CapError::NotReady(_) => "not-ready",
+        CapError::Denied(_) => ErrorCode::Denied,
+        CapError::NotFound(_) => ErrorCode::NotFound,
+        CapError::Invalid(_) => ErrorCode::Invalid,
+        CapError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+        CapError::Unavailable(_) => ErrorCode::Unavailable,
+        CapError::Timeout(_) => ErrorCode::Timeout,
+        CapError::Internal(_) => ErrorCode::Internal,
+        CapError::Conflict(_) => ErrorCode::Conflict,
+        CapError::Rejected(_) => ErrorCode::Rejected,
+        CapError::NotReady(_) => ErrorCode::NotReady,
     }
 }
 
@@ -32,4 +35,9 @@ pub fn error_message(err: &CapError) -> &str {
         | CapError::Rejected(text)
         | CapError::NotReady(text) => text,
     }
+}
+
+/// The error as the JSON body replies and events carry.
+pub fn error_body(err: &CapError) -> ErrorBody {
+    ErrorBody::new(error_code(err), error_message(err))
 }

@@ -45,7 +45,7 @@ pub use capability::{
     Candidate, CapView, Capability, HostSetup, InstanceCtx, InstanceSetup, Refusal, Select,
     Serving, ServingPlugin, ViewOf,
 };
-pub use errors::{error_code, error_message};
+pub use errors::{error_body, error_code, error_message};
 pub use imports::{GrantNeed, ImportRefusal, check_imports, grant_needed};
 
 capabilities! {

@@ -69,7 +69,7 @@ fn install_finished(tag: &str, outcome: Result<PluginInfo, CapError>) -> Event {
         Err(err) => serde_json::json!({
             "tag": tag,
             "ok": false,
-            "error": {"code": super::error_code(&err), "message": super::error_message(&err)},
+            "error": super::error_body(&err),
         }),
     };
     Event {

@@ -2,7 +2,9 @@
 //!
 //! Rust's standard library imports these; the instance's WASI context grants no
 //! directories, no environment and no sockets, so they reach nothing outside.
-//! `wasi:sockets` is linked too, but importing it needs `[grants.sockets]`.
+//! `wasi:filesystem` and `wasi:sockets` are linked too, but importing them needs
+//! `[grants.files]` and `[grants.sockets]` (a component imports them only when
+//! its code uses files or sockets).
 
 use wasmtime::component::Linker;
 
@@ -13,7 +15,6 @@ const BASELINE: &[&str] = &[
     "wasi:clocks/",
     "wasi:random/",
     "wasi:cli/",
-    "wasi:filesystem/",
     // The request and response types alone reach nothing: serving needs
     // [grants.http-server], sending needs outgoing-handler ([grants.http-client]).
     "wasi:http/types",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Kernel, resident_memory_bytes};
-use crate::admin::api::{HealthSummary, PluginHealth};
+use cairn_types::{HealthSummary, PluginHealth};
 use crate::caps::metrics::escape;
 use crate::contract::bindings::Health;
 use crate::runtime::Release;

@@ -74,7 +74,7 @@ struct Soak {
 }
 
 /// A plugin as reported to the CLI and to plugins holding the `plugins` grant.
-pub use crate::admin::api::PluginSummary as PluginView;
+pub use cairn_types::PluginSummary as PluginView;
 
 pub struct Kernel {
     config: KernelConfig,

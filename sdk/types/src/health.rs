@@ -64,3 +64,28 @@ mod tests {
         assert_eq!(back, summary);
     }
 }
+
+/// One installed plugin, as `cairn --json plugin list` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginSummary {
+    /// The plugin's name.
+    pub name: String,
+    /// The serving release's version.
+    pub version: String,
+    /// The serving release's `sha256:` digest.
+    pub digest: String,
+    /// `running`, `starting`, `restarting`, `failed` or `stopped`.
+    pub state: String,
+    /// The release a rollback would return to, if any.
+    pub previous_version: Option<String>,
+    /// Restarts after faults of the running release.
+    pub restarts: u32,
+    /// Commands and HTTP requests handled.
+    pub calls: u64,
+    /// Traps, CPU-deadline and out-of-memory faults of the running release.
+    pub faults: u64,
+    /// Hot swaps since the daemon started.
+    pub swaps: u64,
+    /// Last fault or rollback reason, if any.
+    pub last_error: Option<String>,
+}

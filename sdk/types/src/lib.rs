@@ -8,7 +8,8 @@
 //! - [`ErrorBody`]: the JSON `{"code": .., "message": ..}` that command
 //!   errors, the HTTP listener and the adapters put on the wire;
 //! - [`HealthSummary`] and [`PluginHealth`]: the device's health as
-//!   `cairn --json health` prints it.
+//!   `cairn --json health` prints it;
+//! - [`PluginSummary`]: one installed plugin as `cairn --json plugin list` prints it.
 
 #![warn(missing_docs)]
 
@@ -16,4 +17,4 @@ mod error;
 mod health;
 
 pub use error::{ErrorBody, ErrorCode, UnknownErrorCode};
-pub use health::{HealthSummary, PluginHealth};
+pub use health::{HealthSummary, PluginHealth, PluginSummary};

@@ -48,7 +48,9 @@ async fn calls_outside_the_grant_never_reach_the_kernel() {
     let mut bench = Bench::new("[grants.commands]\ncall = [\"recipes/plan-*\"]");
     let mut commands = bench.view::<Commands>();
     denied(
-        commands.call("recipes".into(), "component-stop".into(), vec![]).await,
+        commands
+            .call("recipes".into(), "component-stop".into(), vec![])
+            .await,
         "calling `recipes/component-stop` is outside the grant",
     );
     denied(

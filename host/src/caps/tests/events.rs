@@ -8,14 +8,18 @@ use crate::caps::events::Events;
 use crate::contract::bindings::CapError;
 use crate::contract::bindings::cairn::host::events::Host as _;
 
-const GRANT: &str = "[grants.events]\npublish = [\"app/#\", \"devices/{device}/status\"]\nsubscribe = [\"app/#\"]";
+const GRANT: &str =
+    "[grants.events]\npublish = [\"app/#\", \"devices/{device}/status\"]\nsubscribe = [\"app/#\"]";
 
 #[tokio::test]
 async fn a_subscriber_receives_what_is_published_inside_the_grant() {
     let mut bench = Bench::new(GRANT);
     let mut events = bench.view::<Events>();
     events.subscribe("app/+".into()).await.unwrap();
-    events.publish("app/x".into(), b"hi".to_vec()).await.unwrap();
+    events
+        .publish("app/x".into(), b"hi".to_vec())
+        .await
+        .unwrap();
     events
         .publish("devices/bench-device/status".into(), vec![])
         .await
@@ -24,7 +28,10 @@ async fn a_subscriber_receives_what_is_published_inside_the_grant() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((event.topic.as_str(), event.source.as_str()), ("app/x", "bench"));
+    assert_eq!(
+        (event.topic.as_str(), event.source.as_str()),
+        ("app/x", "bench")
+    );
     assert_eq!(event.payload, b"hi");
     // The status topic matches no subscription.
     assert!(bench.events.try_recv().is_err());
@@ -40,7 +47,9 @@ async fn topics_outside_the_grant_are_denied_audited_and_counted() {
         "publishing on `other/x`",
     );
     assert_denied(
-        events.publish("devices/someone-else/status".into(), vec![]).await,
+        events
+            .publish("devices/someone-else/status".into(), vec![])
+            .await,
         "outside the grant",
     );
     assert_denied(events.subscribe("#".into()).await, "subscribing to `#`");
@@ -69,7 +78,10 @@ async fn subscriptions_have_a_quota_and_end_with_the_instance() {
         events.subscribe(format!("app/{n}")).await.unwrap();
     }
     let refused = events.subscribe("app/more".into()).await;
-    assert!(matches!(refused, Err(CapError::QuotaExceeded(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(CapError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
     assert!(events.unsubscribe("app/0".into()).await.unwrap());
     assert!(!events.unsubscribe("app/0".into()).await.unwrap());
 
@@ -82,7 +94,10 @@ async fn subscriptions_have_a_quota_and_end_with_the_instance() {
 async fn without_the_grant_events_are_denied() {
     let mut bench = Bench::new("");
     let mut events = bench.view::<Events>();
-    assert_denied(events.publish("a".into(), vec![]).await, "no [grants.events]");
+    assert_denied(
+        events.publish("a".into(), vec![]).await,
+        "no [grants.events]",
+    );
     assert_denied(events.subscribe("a".into()).await, "no [grants.events]");
     assert_denied(events.unsubscribe("a".into()).await, "no [grants.events]");
     assert_eq!(bench.denials(), 3);

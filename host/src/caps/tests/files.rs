@@ -97,11 +97,23 @@ fn directories_must_be_absolute_plain_and_not_the_root() {
     assert!(grants_of("[grants.files]\nread = [\"/etc/cairn\"]").is_ok());
     assert!(grants_of("[grants.files]\nwrite = [\"/var/lib/cairn/data\"]").is_ok());
     for (table, needle) in [
-        ("read = [\"etc/cairn\"]", "`etc/cairn` is not an absolute path"),
-        ("read = [\"/etc/../root\"]", "`/etc/../root` contains `.` or `..`"),
+        (
+            "read = [\"etc/cairn\"]",
+            "`etc/cairn` is not an absolute path",
+        ),
+        (
+            "read = [\"/etc/../root\"]",
+            "`/etc/../root` contains `.` or `..`",
+        ),
         ("write = [\"./data\"]", "`./data` is not an absolute path"),
-        ("write = [\"/\"]", "granting `/` would expose the whole filesystem"),
-        ("read = [\"/etc\", \"relative\"]", "`relative` is not an absolute path"),
+        (
+            "write = [\"/\"]",
+            "granting `/` would expose the whole filesystem",
+        ),
+        (
+            "read = [\"/etc\", \"relative\"]",
+            "`relative` is not an absolute path",
+        ),
         ("", "grants no directory: list some under `read` or `write`"),
         ("read = []\nwrite = []", "grants no directory"),
         ("read = [\"/etc\"]\nexec = [\"/bin\"]", "exec"),

@@ -60,7 +60,10 @@ fn a_component_serving_only_http_needs_routes() {
         ))
     );
     // With handlers it is a plugin that may also export the HTTP handler unused.
-    assert_eq!(vet(&bench, "web", &[HANDLER, HANDLERS], "", &nobody), Ok(()));
+    assert_eq!(
+        vet(&bench, "web", &[HANDLER, HANDLERS], "", &nobody),
+        Ok(())
+    );
     assert_eq!(vet(&bench, "cli", &[HANDLERS], "", &nobody), Ok(()));
     let routed = "[grants.http-server]\nroutes = [\"/web\"]";
     assert_eq!(vet(&bench, "web", &[HANDLER], routed, &nobody), Ok(()));
@@ -81,7 +84,9 @@ fn a_route_has_one_owner() {
     let fallback = "[grants.http-server]\nroutes = [\"/\"]";
     assert_eq!(
         vet(&bench, "newcomer", &[HANDLER], fallback, &now),
-        Err(Refusal::Conflict("the HTTP route / is served by api".into()))
+        Err(Refusal::Conflict(
+            "the HTTP route / is served by api".into()
+        ))
     );
     // A longer prefix below someone else's is not a conflict.
     let below = "[grants.http-server]\nroutes = [\"/api/v2\"]";
@@ -102,10 +107,16 @@ fn routes_of_a_release_that_does_not_serve_http_are_free() {
 fn server_grants_are_validated() {
     assert!(grants_of("[grants.http-server]\nroutes = [\"/\", \"/api/v1\"]").is_ok());
     for (table, needle) in [
-        ("routes = []", "routes is empty: list at least one path prefix"),
+        (
+            "routes = []",
+            "routes is empty: list at least one path prefix",
+        ),
         ("routes = [\"api\"]", "route \"api\" must start with `/`"),
         ("routes = [\"/a?b\"]", "must be a plain path prefix"),
-        ("routes = [\"/a/../b\"]", "must not contain `.` or `..` segments"),
+        (
+            "routes = [\"/a/../b\"]",
+            "must not contain `.` or `..` segments",
+        ),
         ("routes = [\"/a\"]\nport = 80", "port"),
         ("", "routes"),
     ] {
@@ -122,7 +133,10 @@ fn client_grants_are_validated() {
     let ok = "[grants.http-client]\nallow = [\"https://api.example.com\"]\ntimeout = \"5s\"";
     assert!(grants_of(ok).is_ok());
     for (table, needle) in [
-        ("allow = []", "allow is empty: list at least one URL pattern"),
+        (
+            "allow = []",
+            "allow is empty: list at least one URL pattern",
+        ),
         (
             "allow = [\"https://a.example.com\"]\ntimeout = \"0s\"",
             "timeout must be more than zero",
@@ -178,7 +192,8 @@ fn assert_request_denied(err: Error) {
 
 #[tokio::test]
 async fn requests_outside_the_client_grant_are_denied_and_audited() {
-    let grant = "[grants.http-client]\nallow = [\"https://api.example.com/v1/\", \"http://127.0.0.1:9\"]";
+    let grant =
+        "[grants.http-client]\nallow = [\"https://api.example.com/v1/\", \"http://127.0.0.1:9\"]";
     let mut bench = Bench::new(grant);
     let line = |detail: &str| format!("plugin=bench capability=http-client denied: {detail}");
 

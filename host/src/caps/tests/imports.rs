@@ -51,7 +51,11 @@ fn every_capability_interface_needs_its_own_grant() {
                 assert_eq!(check(&[&import], &nothing), Ok(()));
                 continue;
             }
-            assert_eq!(grant_needed(&import), GrantNeed::Capability(name), "{import}");
+            assert_eq!(
+                grant_needed(&import),
+                GrantNeed::Capability(name),
+                "{import}"
+            );
             assert_eq!(
                 check(&[&import], &nothing),
                 Err(ImportRefusal::NotGranted {
@@ -73,8 +77,11 @@ fn every_capability_interface_needs_its_own_grant() {
 
 #[test]
 fn the_kv_interface_without_its_grant_is_refused_by_name() {
-    let refusal = check(&["wasi:io/streams@0.2.6", "cairn:host/kv@0.1.0"], &granting("log"))
-        .unwrap_err();
+    let refusal = check(
+        &["wasi:io/streams@0.2.6", "cairn:host/kv@0.1.0"],
+        &granting("log"),
+    )
+    .unwrap_err();
     assert_eq!(
         refusal,
         ImportRefusal::NotGranted {
@@ -116,9 +123,15 @@ fn sockets_and_outgoing_http_need_their_grants() {
             capability: "http-client",
         })
     );
-    assert_eq!(check(&["wasi:sockets/tcp@0.2.6"], &granting("sockets")), Ok(()));
+    assert_eq!(
+        check(&["wasi:sockets/tcp@0.2.6"], &granting("sockets")),
+        Ok(())
+    );
     // A package name that merely starts like a capability's is not it.
-    assert_eq!(grant_needed("wasi:socketsx/tcp@0.2.6"), GrantNeed::Unavailable);
+    assert_eq!(
+        grant_needed("wasi:socketsx/tcp@0.2.6"),
+        GrantNeed::Unavailable
+    );
 }
 
 #[test]
@@ -143,7 +156,10 @@ fn baseline_wasi_needs_nothing() {
 #[test]
 fn interfaces_the_host_does_not_offer_are_refused() {
     let nothing = Grants::default();
-    assert_eq!(grant_needed("wasi:nn/inference@0.2.0"), GrantNeed::Unavailable);
+    assert_eq!(
+        grant_needed("wasi:nn/inference@0.2.0"),
+        GrantNeed::Unavailable
+    );
     let refusal = check(&["wasi:nn/inference@0.2.0"], &nothing).unwrap_err();
     assert_eq!(
         refusal,
@@ -157,7 +173,10 @@ fn interfaces_the_host_does_not_offer_are_refused() {
     );
     // The incoming handler is served, never imported.
     assert!(matches!(
-        check(&["wasi:http/incoming-handler@0.2.6"], &granting("http-server")),
+        check(
+            &["wasi:http/incoming-handler@0.2.6"],
+            &granting("http-server")
+        ),
         Err(ImportRefusal::WasiNotOffered { .. })
     ));
 

@@ -12,7 +12,10 @@ async fn values_round_trip_and_are_listed_by_prefix() {
     kv.set("config/a".into(), b"1".to_vec()).await.unwrap();
     kv.set("config/b".into(), b"2".to_vec()).await.unwrap();
     kv.set("other".into(), b"3".to_vec()).await.unwrap();
-    assert_eq!(kv.get("config/a".into()).await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        kv.get("config/a".into()).await.unwrap(),
+        Some(b"1".to_vec())
+    );
     assert_eq!(kv.get("missing".into()).await.unwrap(), None);
     assert_eq!(
         kv.list_keys("config/".into()).await.unwrap(),
@@ -34,7 +37,10 @@ async fn writes_beyond_the_quota_are_refused_and_change_nothing() {
         "{refused:?}"
     );
     assert_eq!(kv.get("k2".into()).await.unwrap(), None);
-    assert_eq!(kv.get("k".into()).await.unwrap(), Some(b"0123456789".to_vec()));
+    assert_eq!(
+        kv.get("k".into()).await.unwrap(),
+        Some(b"0123456789".to_vec())
+    );
     // A quota is not a denial.
     assert_eq!(bench.denials(), 0);
 }
@@ -58,7 +64,10 @@ async fn without_the_grant_every_call_is_denied_audited_and_counted() {
     assert_eq!(bench.denials(), 4);
     let audit = bench.shared.audit.recent();
     assert_eq!(audit.len(), 4);
-    assert!(audit[0].contains("plugin=bench capability=kv denied"), "{audit:?}");
+    assert!(
+        audit[0].contains("plugin=bench capability=kv denied"),
+        "{audit:?}"
+    );
 }
 
 #[test]

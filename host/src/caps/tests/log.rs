@@ -8,7 +8,8 @@ use crate::contract::bindings::cairn::host::log::{Host as _, Level};
 async fn records_are_kept_without_denials() {
     let mut bench = Bench::new("[grants.log]\nlevel = \"info\"");
     let mut log = bench.view::<Log>();
-    log.write(Level::Debug, "dropped below the level".into()).await;
+    log.write(Level::Debug, "dropped below the level".into())
+        .await;
     log.write(Level::Error, "x".repeat(20_000)).await;
     assert_eq!(bench.denials(), 0);
 }

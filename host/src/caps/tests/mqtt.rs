@@ -36,12 +36,24 @@ async fn allowed_calls_reach_the_broker_lookup() {
     let status = format!("devices/{DEVICE}/status");
     for topic in [status.as_str(), "devices/{device}/status", "telemetry/a/b"] {
         let sent = mqtt
-            .publish("local".into(), topic.into(), b"up".to_vec(), Qos::AtLeastOnce, false)
+            .publish(
+                "local".into(),
+                topic.into(),
+                b"up".to_vec(),
+                Qos::AtLeastOnce,
+                false,
+            )
             .await;
         assert_no_broker(sent, "local");
     }
     let sent = mqtt
-        .publish("cloud".into(), "fleet/announce".into(), vec![], Qos::AtMostOnce, true)
+        .publish(
+            "cloud".into(),
+            "fleet/announce".into(),
+            vec![],
+            Qos::AtMostOnce,
+            true,
+        )
         .await;
     assert_no_broker(sent, "cloud");
     for filter in ["devices/{device}/cmd/#", "devices/bench-device/cmd/+"] {
@@ -67,8 +79,14 @@ async fn publishing_outside_the_grant_is_denied() {
     let mut bench = Bench::new(GRANT);
     let mut mqtt = bench.view::<Mqtt>();
     let mut publish = async |broker: &str, topic: &str| {
-        mqtt.publish(broker.into(), topic.into(), b"x".to_vec(), Qos::AtMostOnce, false)
-            .await
+        mqtt.publish(
+            broker.into(),
+            topic.into(),
+            b"x".to_vec(),
+            Qos::AtMostOnce,
+            false,
+        )
+        .await
     };
     assert_denied(
         publish("local", "devices/other-device/status").await,
@@ -129,7 +147,13 @@ async fn payloads_above_max_payload_exceed_the_quota() {
     let mut bench = Bench::new(GRANT);
     let mut mqtt = bench.view::<Mqtt>();
     let sent = mqtt
-        .publish("local".into(), "telemetry/x".into(), vec![0; 9], Qos::AtMostOnce, false)
+        .publish(
+            "local".into(),
+            "telemetry/x".into(),
+            vec![0; 9],
+            Qos::AtMostOnce,
+            false,
+        )
         .await;
     match sent {
         Err(CapError::QuotaExceeded(msg)) => assert_eq!(
@@ -140,7 +164,13 @@ async fn payloads_above_max_payload_exceed_the_quota() {
     }
     // Exactly max-payload passes the check.
     let sent = mqtt
-        .publish("local".into(), "telemetry/x".into(), vec![0; 8], Qos::AtMostOnce, false)
+        .publish(
+            "local".into(),
+            "telemetry/x".into(),
+            vec![0; 8],
+            Qos::AtMostOnce,
+            false,
+        )
         .await;
     assert_no_broker(sent, "local");
     assert_eq!(bench.denials(), 0);
@@ -151,13 +181,22 @@ async fn malformed_topics_are_invalid_not_denied() {
     let mut bench = Bench::new(GRANT);
     let mut mqtt = bench.view::<Mqtt>();
     let sent = mqtt
-        .publish("local".into(), "telemetry/#".into(), vec![], Qos::AtMostOnce, false)
+        .publish(
+            "local".into(),
+            "telemetry/#".into(),
+            vec![],
+            Qos::AtMostOnce,
+            false,
+        )
         .await;
     assert!(matches!(sent, Err(CapError::Invalid(_))), "{sent:?}");
     let subscribed = mqtt
         .subscribe("local".into(), "a/#/b".into(), Qos::AtMostOnce)
         .await;
-    assert!(matches!(subscribed, Err(CapError::Invalid(_))), "{subscribed:?}");
+    assert!(
+        matches!(subscribed, Err(CapError::Invalid(_))),
+        "{subscribed:?}"
+    );
     // Unsubscribing from a filter that cannot exist is simply false.
     let unsubscribed = mqtt.unsubscribe("local".into(), "a/#/b".into()).await;
     assert!(matches!(unsubscribed, Ok(false)), "{unsubscribed:?}");
@@ -179,10 +218,7 @@ async fn without_the_grant_every_call_is_denied_audited_and_counted() {
             .await,
         needle,
     );
-    assert_denied(
-        mqtt.unsubscribe("local".into(), "a/#".into()).await,
-        needle,
-    );
+    assert_denied(mqtt.unsubscribe("local".into(), "a/#".into()).await, needle);
     assert_eq!(bench.denials(), 3);
     let audit = bench.shared.audit.recent();
     assert_eq!(audit.len(), 3);
@@ -196,8 +232,14 @@ async fn without_the_grant_every_call_is_denied_audited_and_counted() {
 fn grants_are_validated_with_the_table_named() {
     assert!(grants_of(GRANT).is_ok());
     for (table, needle) in [
-        ("[grants.mqtt]\nmax-payload = \"0B\"", "max-payload must be between 1B"),
-        ("[grants.mqtt]\nmax-payload = \"17MiB\"", "max-payload must be between 1B"),
+        (
+            "[grants.mqtt]\nmax-payload = \"0B\"",
+            "max-payload must be between 1B",
+        ),
+        (
+            "[grants.mqtt]\nmax-payload = \"17MiB\"",
+            "max-payload must be between 1B",
+        ),
         ("[grants.mqtt]\npublsh = []", "publsh"),
         ("[grants.mqtt]\npublish = [\"a/#/b\"]", "a/#/b"),
     ] {

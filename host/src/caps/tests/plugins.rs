@@ -28,7 +28,10 @@ async fn reading_needs_read() {
     let mut plugins = bench.view::<Plugins>();
     assert_denied(plugins.list().await, "listing plugins needs `read = true`");
     assert_denied(plugins.health().await, "reading health needs `read = true`");
-    assert_denied(plugins.metrics().await, "reading metrics needs `read = true`");
+    assert_denied(
+        plugins.metrics().await,
+        "reading metrics needs `read = true`",
+    );
     assert_eq!(bench.denials(), 3);
 }
 
@@ -38,8 +41,14 @@ async fn managing_is_limited_to_the_granted_names() {
     let mut plugins = bench.view::<Plugins>();
     plugins.rollback("app-1".into()).await.unwrap();
     plugins.remove("app-2".into()).await.unwrap();
-    assert_denied(plugins.rollback("core".into()).await, "managing plugin `core`");
-    assert_denied(plugins.remove("core".into()).await, "managing plugin `core`");
+    assert_denied(
+        plugins.rollback("core".into()).await,
+        "managing plugin `core`",
+    );
+    assert_denied(
+        plugins.remove("core".into()).await,
+        "managing plugin `core`",
+    );
     assert_eq!(
         bench.host.recorded(),
         [
@@ -58,7 +67,11 @@ async fn managing_is_limited_to_the_granted_names() {
 async fn an_install_is_authorised_by_the_name_the_component_carries() {
     let mut bench = Bench::with_host(GRANT, installing("app-7"));
     let source = || Source::Oci("oci://registry/app:1".into());
-    let installed = bench.view::<Plugins>().install(source(), false).await.unwrap();
+    let installed = bench
+        .view::<Plugins>()
+        .install(source(), false)
+        .await
+        .unwrap();
     assert_eq!(installed.name, "app-7");
 
     let mut bench = Bench::with_host(GRANT, installing("core"));
@@ -103,7 +116,9 @@ async fn without_the_grant_everything_is_denied() {
     assert_denied(plugins.list().await, "no [grants.plugins]");
     assert_denied(plugins.remove("x".into()).await, "no [grants.plugins]");
     assert_denied(
-        plugins.install(Source::Cached("sha256:00".into()), false).await,
+        plugins
+            .install(Source::Cached("sha256:00".into()), false)
+            .await,
         "no [grants.plugins]",
     );
     assert_eq!(bench.denials(), 3);

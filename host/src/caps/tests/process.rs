@@ -70,7 +70,12 @@ async fn exit_events(bench: &Bench, count: usize) {
         topic: EXITED.into(),
     };
     for _ in 0..100 {
-        let seen = bench.host.recorded().iter().filter(|c| **c == exited).count();
+        let seen = bench
+            .host
+            .recorded()
+            .iter()
+            .filter(|c| **c == exited)
+            .count();
         if seen >= count {
             assert_eq!(seen, count, "{:?}", bench.host.recorded());
             return;
@@ -109,7 +114,10 @@ async fn a_granted_process_runs_and_its_exit_is_reported() {
 async fn a_running_process_is_listed_stopped_and_then_forgotten() {
     let mut bench = Bench::new(GRANT);
     let mut process = bench.view::<Process>();
-    let id = process.spawn(spec("nap", "/bin/sleep", &["30"])).await.unwrap();
+    let id = process
+        .spawn(spec("nap", "/bin/sleep", &["30"]))
+        .await
+        .unwrap();
     let listed = process.list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
@@ -308,10 +316,14 @@ async fn malformed_specs_are_invalid_not_denied() {
 
 #[tokio::test]
 async fn max_processes_bounds_what_runs_at_once() {
-    let grant = "[grants.process]\nmax-processes = 1\n[[grants.process.allow]]\nexe = \"/bin/sleep\"\n";
+    let grant =
+        "[grants.process]\nmax-processes = 1\n[[grants.process.allow]]\nexe = \"/bin/sleep\"\n";
     let mut bench = Bench::new(grant);
     let mut process = bench.view::<Process>();
-    let first = process.spawn(spec("a", "/bin/sleep", &["30"])).await.unwrap();
+    let first = process
+        .spawn(spec("a", "/bin/sleep", &["30"]))
+        .await
+        .unwrap();
     let second = process.spawn(spec("b", "/bin/sleep", &["30"])).await;
     assert!(
         matches!(&second, Err(CapError::QuotaExceeded(msg)) if msg == "at most 1 processes may run at once"),
@@ -319,7 +331,10 @@ async fn max_processes_bounds_what_runs_at_once() {
     );
     // Once the first has exited, there is room again.
     process.stop(first, 1000).await.unwrap();
-    let third = process.spawn(spec("b", "/bin/sleep", &["30"])).await.unwrap();
+    let third = process
+        .spawn(spec("b", "/bin/sleep", &["30"]))
+        .await
+        .unwrap();
     assert_ne!(third, first);
     drop(process);
     assert_eq!(bench.denials(), 0);
@@ -331,17 +346,28 @@ fn grants_are_validated_with_the_table_named() {
     let err = |text: &str| grants_of(text).err().unwrap_or_default();
     assert!(grants_of(GRANT).is_ok());
     let shell = err("[grants.process]\n[[grants.process.allow]]\nexe = \"/bin/sh\"");
-    assert!(shell.contains("[grants.process]: exe `/bin/sh` is a shell"), "{shell}");
     assert!(
-        grants_of("[grants.process]\nallow-shell = true\n[[grants.process.allow]]\nexe = \"/bin/sh\"")
-            .is_ok()
+        shell.contains("[grants.process]: exe `/bin/sh` is a shell"),
+        "{shell}"
+    );
+    assert!(
+        grants_of(
+            "[grants.process]\nallow-shell = true\n[[grants.process.allow]]\nexe = \"/bin/sh\""
+        )
+        .is_ok()
     );
     let relative = err("[grants.process]\n[[grants.process.allow]]\nexe = \"bin/true\"");
-    assert!(relative.contains("exe `bin/true` is not an absolute path"), "{relative}");
+    assert!(
+        relative.contains("exe `bin/true` is not an absolute path"),
+        "{relative}"
+    );
     let empty = err("[grants.process]\nallow = []");
     assert!(empty.contains("allows nothing"), "{empty}");
-    let quota = err("[grants.process]\nmax-processes = 2000\n[[grants.process.allow]]\nexe = \"/bin/true\"");
+    let quota = err(
+        "[grants.process]\nmax-processes = 2000\n[[grants.process.allow]]\nexe = \"/bin/true\"",
+    );
     assert!(quota.contains("max-processes must be 1 to 1024"), "{quota}");
-    let user = err("[grants.process]\n[[grants.process.allow]]\nexe = \"/bin/true\"\nusers = [\"a:b\"]");
+    let user =
+        err("[grants.process]\n[[grants.process.allow]]\nexe = \"/bin/true\"\nusers = [\"a:b\"]");
     assert!(user.contains("`a:b` is not a user or group name"), "{user}");
 }

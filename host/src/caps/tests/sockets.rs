@@ -73,7 +73,10 @@ async fn connections_to_granted_destinations_pass() {
 
     // Another address or another port is refused before anything is sent.
     let other = SocketAddr::from(([127, 0, 0, 2], port));
-    assert_eq!(connect(&mut bench, other).await, Err(ErrorCode::AccessDenied));
+    assert_eq!(
+        connect(&mut bench, other).await,
+        Err(ErrorCode::AccessDenied)
+    );
     assert_eq!(bench.denials(), 1);
     assert_eq!(
         bench.shared.audit.recent(),
@@ -96,7 +99,10 @@ async fn ranges_and_any_port_match() {
     connect(&mut bench, addr).await.unwrap();
     let (_accepted, _) = listener.accept().await.unwrap();
     let outside = SocketAddr::from(([10, 0, 0, 1], addr.port()));
-    assert_eq!(connect(&mut bench, outside).await, Err(ErrorCode::AccessDenied));
+    assert_eq!(
+        connect(&mut bench, outside).await,
+        Err(ErrorCode::AccessDenied)
+    );
     assert_eq!(bench.denials(), 1);
 }
 
@@ -146,7 +152,9 @@ async fn without_the_grant_there_is_no_tcp_at_all() {
 #[test]
 fn grants_are_validated_with_the_table_named() {
     assert!(grants_of("[grants.sockets]\ntcp-connect = [\"127.0.0.1:5432\", \"[::1]:*\"]").is_ok());
-    assert!(grants_of("[grants.sockets]\ntcp-connect = [\"db.local:5432\"]\nresolve = true").is_ok());
+    assert!(
+        grants_of("[grants.sockets]\ntcp-connect = [\"db.local:5432\"]\nresolve = true").is_ok()
+    );
     assert!(grants_of("[grants.sockets]").is_ok());
     for (table, needle) in [
         (
@@ -170,7 +178,10 @@ fn grants_are_validated_with_the_table_named() {
             "the unspecified address reaches nothing",
         ),
         ("tcp-connect = [\"10.0.0.1/8:*\"]", "10.0.0.1/8"),
-        ("tcp-connect = [\"bad_name:80\"]", "`bad_name` is not an address"),
+        (
+            "tcp-connect = [\"bad_name:80\"]",
+            "`bad_name` is not an address",
+        ),
         ("udp = true", "udp"),
     ] {
         let err = grants_of(&format!("[grants.sockets]\n{table}"))

@@ -20,7 +20,10 @@ async fn a_timer_fires_as_an_event_and_can_be_cancelled() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((event.topic.as_str(), event.source.as_str()), ("tick", "timer"));
+    assert_eq!(
+        (event.topic.as_str(), event.source.as_str()),
+        ("tick", "timer")
+    );
 }
 
 #[tokio::test]
@@ -32,7 +35,10 @@ async fn intervals_respect_min_interval_and_the_timer_quota() {
     timer.interval(1000, "a".into()).await.unwrap();
     timer.once(60_000, "b".into()).await.unwrap();
     let refused = timer.once(60_000, "c".into()).await;
-    assert!(matches!(refused, Err(CapError::QuotaExceeded(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(CapError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
     let refused = timer.once(1, String::new()).await;
     assert!(matches!(refused, Err(CapError::Invalid(_))), "{refused:?}");
     assert_eq!(bench.denials(), 0);
@@ -41,7 +47,11 @@ async fn intervals_respect_min_interval_and_the_timer_quota() {
 #[tokio::test]
 async fn pending_timers_end_with_the_instance() {
     let mut bench = Bench::new("[grants.timer]");
-    bench.view::<Timer>().once(50, "never".into()).await.unwrap();
+    bench
+        .view::<Timer>()
+        .once(50, "never".into())
+        .await
+        .unwrap();
     let view = bench.caps.view::<Timer>();
     let (shared, local, ctx) = (view.shared, view.local, view.ctx);
     Timer::instance_ended(shared, local, ctx);
