@@ -260,8 +260,11 @@ impl AdminApi for AdminService {
 fn admin_error(err: KernelError) -> AdminError {
     let code = match &err {
         _ if err.is_policy() => ErrorCode::Policy,
-        KernelError::Invalid(_) | KernelError::Start(_) => ErrorCode::Invalid,
-        KernelError::Signature(_) => ErrorCode::Signature,
+        KernelError::Invalid(_)
+        | KernelError::Component(_)
+        | KernelError::Reference(_)
+        | KernelError::Start(_) => ErrorCode::Invalid,
+        KernelError::Signature(_) | KernelError::BadSignature(_) => ErrorCode::Signature,
         KernelError::Denied(_) => ErrorCode::Denied,
         KernelError::Conflict(_) | KernelError::Vetted { .. } => ErrorCode::Conflict,
         KernelError::NotFound(_) => ErrorCode::NotFound,

@@ -4,12 +4,21 @@ use crate::caps::{ImportRefusal, Refusal};
 use crate::contract::bindings::CapError;
 use crate::policy::PolicyError;
 use crate::runtime::CallError;
+use crate::supply::component::ComponentError;
+use crate::supply::oci::ReferenceError;
+use crate::supply::signing::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// The component is not something we can run (malformed, core module, no metadata).
     #[error("{0}")]
     Invalid(String),
+    /// The component's bytes could not be read as a component.
+    #[error("{0}")]
+    Component(#[from] ComponentError),
+    /// A malformed OCI reference.
+    #[error("{0}")]
+    Reference(#[from] ReferenceError),
     /// The plugin's policy is missing or malformed.
     #[error("policy: {0}")]
     Policy(#[from] PolicyError),
@@ -28,6 +37,9 @@ pub enum KernelError {
     /// Missing or untrusted signature.
     #[error("signature: {0}")]
     Signature(String),
+    /// A detached signature that does not verify.
+    #[error("signature: {0}")]
+    BadSignature(#[from] SignatureError),
     /// The caller may not do this.
     #[error("denied: {0}")]
     Denied(String),
@@ -70,8 +82,10 @@ impl KernelError {
         let text = self.to_string();
         match self {
             _ if self.is_policy() => CapError::Rejected(text),
-            KernelError::Signature(_) => CapError::Rejected(text),
-            KernelError::Invalid(_) => CapError::Invalid(text),
+            KernelError::Signature(_) | KernelError::BadSignature(_) => CapError::Rejected(text),
+            KernelError::Invalid(_) | KernelError::Component(_) | KernelError::Reference(_) => {
+                CapError::Invalid(text)
+            }
             KernelError::Start(_) => CapError::NotReady(text),
             KernelError::Conflict(_) | KernelError::Vetted { .. } => CapError::Conflict(text),
             KernelError::Denied(_) => CapError::Denied(text),

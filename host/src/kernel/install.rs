@@ -149,8 +149,7 @@ impl Kernel {
         provenance: Provenance,
         claimed: Option<(String, Version)>,
     ) -> Result<Vetted, KernelError> {
-        let info =
-            component::inspect(bytes).map_err(|err| KernelError::Invalid(err.to_string()))?;
+        let info = component::inspect(bytes)?;
         let claimed = match (claimed, info.identity(), &provenance) {
             (None, None, Provenance::Registry { signatures, .. }) => signed_identity(signatures)?,
             (claimed, _, _) => claimed,
@@ -239,7 +238,7 @@ impl Kernel {
                 tracing::warn!(plugin = %policy.plugin.name, "DEVELOPMENT MODE: accepting a plugin whose signature does not verify ({err})");
                 Ok(())
             }
-            Err(err) => Err(KernelError::Signature(err.to_string())),
+            Err(err) => Err(KernelError::BadSignature(err)),
         }
     }
 

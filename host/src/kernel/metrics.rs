@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Kernel, resident_memory_bytes};
-use cairn_types::{HealthSummary, PluginHealth};
 use crate::caps::metrics::escape;
 use crate::contract::bindings::Health;
 use crate::runtime::Release;
 use crate::runtime::latency::BUCKETS;
 use crate::runtime::release::ReleaseStats;
 use crate::state::journal::JOURNAL_WRITES;
+use cairn_types::{HealthSummary, PluginHealth};
 
 /// How long a plugin has to answer a health check.
 const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

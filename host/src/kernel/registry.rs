@@ -109,8 +109,7 @@ impl Kernel {
         text: &str,
         progress: &Reporter<'_>,
     ) -> Result<(Vec<u8>, Provenance), KernelError> {
-        let reference =
-            Reference::parse(text).map_err(|err| KernelError::Invalid(err.to_string()))?;
+        let reference = Reference::parse(text)?;
         let failed = |err: OciError| registry_failure(&reference, err);
         let manifest = match reference.digest() {
             Some(digest) => digest.clone(),

@@ -90,7 +90,6 @@ async fn a_granted_process_runs_and_its_exit_is_reported() {
     let mut bench = Bench::new(GRANT);
     let mut process = bench.view::<Process>();
     let id = process.spawn(spec("once", "/bin/true", &[])).await.unwrap();
-    drop(process);
     exit_events(&bench, 1).await;
 
     let mut process = bench.view::<Process>();
@@ -142,7 +141,6 @@ async fn a_running_process_is_listed_stopped_and_then_forgotten() {
         Err(CapError::NotFound(_))
     ));
     assert!(process.forget(id).await.unwrap());
-    drop(process);
     exit_events(&bench, 1).await;
     assert_eq!(bench.denials(), 0);
 }
@@ -336,7 +334,6 @@ async fn max_processes_bounds_what_runs_at_once() {
         .await
         .unwrap();
     assert_ne!(third, first);
-    drop(process);
     assert_eq!(bench.denials(), 0);
     stop_everything(&bench).await;
 }
