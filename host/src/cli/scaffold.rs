@@ -450,7 +450,7 @@ mod tests {
         let lib = fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("struct MyPlugin;"));
         assert!(lib.contains("cairn_sdk::export_plugin!(MyPlugin);"));
-        assert!(lib.contains(r#""hello" =>"#));
+        assert!(lib.contains(r#".command("hello", Self::hello)"#));
         assert!(lib.contains("cairn_sdk::info!"));
 
         let policy = fs::read_to_string(dir.join("policy.toml")).unwrap();

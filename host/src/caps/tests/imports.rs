@@ -44,13 +44,6 @@ fn every_capability_interface_needs_its_own_grant() {
                 Some(package) => format!("{package}/some-interface@0.2.6"),
                 None => format!("{interface}@0.1.0"),
             };
-            if *name == "files" {
-                // Rust's standard library imports wasi:filesystem: the grant
-                // decides which directories are opened, not the import.
-                assert_eq!(grant_needed(&import), GrantNeed::Baseline, "{import}");
-                assert_eq!(check(&[&import], &nothing), Ok(()));
-                continue;
-            }
             assert_eq!(
                 grant_needed(&import),
                 GrantNeed::Capability(name),
@@ -70,8 +63,8 @@ fn every_capability_interface_needs_its_own_grant() {
             checked += 1;
         }
     }
-    // Every capability but http-server (an export) and files (baseline) is imported.
-    assert_eq!(checked, GRANTS.len() - 2);
+    // Every capability but http-server (an export) is imported.
+    assert_eq!(checked, GRANTS.len() - 1);
     assert_eq!(CAPABILITIES.len(), GRANTS.len());
 }
 
@@ -96,7 +89,18 @@ fn the_kv_interface_without_its_grant_is_refused_by_name() {
 }
 
 #[test]
-fn sockets_and_outgoing_http_need_their_grants() {
+fn files_sockets_and_outgoing_http_need_their_grants() {
+    assert_eq!(
+        grant_needed("wasi:filesystem/preopens@0.2.6"),
+        GrantNeed::Capability("files")
+    );
+    assert_eq!(
+        check(&["wasi:filesystem/types@0.2.6"], &Grants::default()),
+        Err(ImportRefusal::NotGranted {
+            import: "wasi:filesystem/types@0.2.6".into(),
+            capability: "files",
+        })
+    );
     assert_eq!(
         grant_needed("wasi:sockets/tcp@0.2.6"),
         GrantNeed::Capability("sockets")
@@ -142,7 +146,6 @@ fn baseline_wasi_needs_nothing() {
         "wasi:clocks/monotonic-clock@0.2.6",
         "wasi:random/random@0.2.6",
         "wasi:cli/environment@0.2.6",
-        "wasi:filesystem/types@0.2.6",
         "wasi:http/types@0.2.6",
         "cairn:host/types@0.1.0",
     ];
