@@ -90,7 +90,10 @@ async fn start_http(
     let weak = Arc::downgrade(kernel);
     let router: Router = Arc::new(move |path| {
         let kernel = weak.upgrade()?;
-        let routes = kernel.caps().http_server.table(&kernel.serving());
+        let routes = kernel
+            .caps()
+            .http_server
+            .table_for(kernel.serving_fingerprint(), || kernel.serving());
         let plugin = routes.find(path)?.plugin.clone();
         let handler = kernel.http_handler(&plugin)?;
         Some((plugin, handler))

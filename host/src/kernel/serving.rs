@@ -38,6 +38,18 @@ impl Kernel {
         }
     }
 
+    /// The fingerprint of the set of serving releases alone (cheap: no copies).
+    pub fn serving_fingerprint(&self) -> u64 {
+        let Ok(slots) = self.slots.read() else {
+            return 0;
+        };
+        let mut hasher = DefaultHasher::new();
+        for (name, slot) in slots.iter() {
+            (name, slot.active.load().id).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     /// The `wasi:http/incoming-handler` of `plugin`'s serving release.
     pub fn http_handler(&self, plugin: &str) -> Option<Arc<dyn HttpHandler>> {
         let release = self.slot(plugin)?.active.load_full();

@@ -1,5 +1,9 @@
 //! Which plugin serves a request path: the longest granted prefix wins.
 
+use std::sync::{Arc, Mutex};
+
+use crate::caps::Serving;
+
 /// One granted prefix and the plugin it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -118,18 +122,34 @@ mod tests {
 /// serving releases changes, not per request.
 #[derive(Default)]
 pub struct Routing {
-    cache: std::sync::Mutex<Option<(u64, std::sync::Arc<RouteTable>)>>,
+    cache: Mutex<Option<(u64, Arc<RouteTable>)>>,
 }
 
 impl Routing {
     /// The routes of `serving`, from the cache when its fingerprint is unchanged.
-    pub fn table(&self, serving: &crate::caps::Serving) -> std::sync::Arc<RouteTable> {
-        if let Ok(cache) = self.cache.lock()
-            && let Some((fingerprint, table)) = cache.as_ref()
-            && *fingerprint == serving.fingerprint
-        {
-            return table.clone();
-        }
+    pub fn table(&self, serving: &Serving) -> Arc<RouteTable> {
+        self.cached(serving.fingerprint)
+            .unwrap_or_else(|| self.rebuild(serving))
+    }
+
+    /// The routes for `fingerprint`; `serving` is asked only when the cached
+    /// table is for other releases (a request pays for a hash, not a rebuild).
+    pub fn table_for(
+        &self,
+        fingerprint: u64,
+        serving: impl FnOnce() -> Serving,
+    ) -> Arc<RouteTable> {
+        self.cached(fingerprint)
+            .unwrap_or_else(|| self.rebuild(&serving()))
+    }
+
+    fn cached(&self, fingerprint: u64) -> Option<Arc<RouteTable>> {
+        let cache = self.cache.lock().ok()?;
+        let (cached, table) = cache.as_ref()?;
+        (*cached == fingerprint).then(|| table.clone())
+    }
+
+    fn rebuild(&self, serving: &Serving) -> Arc<RouteTable> {
         let routes = serving
             .plugins
             .iter()
@@ -144,7 +164,7 @@ impl Routing {
             })
             .flatten()
             .collect();
-        let table = std::sync::Arc::new(RouteTable::new(routes));
+        let table = Arc::new(RouteTable::new(routes));
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some((serving.fingerprint, table.clone()));
         }
