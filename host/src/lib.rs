@@ -17,6 +17,8 @@ pub mod config;
 pub mod contract;
 pub mod daemon;
 pub mod kernel;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 pub mod policy;
 pub mod progress;
