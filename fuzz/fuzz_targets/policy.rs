@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use cairn::policy::Policy;
+use cairn::policy::{Policy, format_duration, format_size, parse_duration, parse_size};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +15,18 @@ fuzz_target!(|data: &[u8]| {
     };
     match Policy::parse(text, Some(Path::new("/etc/cairn/policies/fuzz.toml"))) {
         Ok(policy) => {
+            // Limits are shown with `format_*` (`cairn policy check`, errors),
+            // which promise text that parses back to the same value.
+            let limits = &policy.limits;
+            assert_eq!(parse_size(&format_size(limits.memory)), Ok(limits.memory));
+            for d in [
+                limits.call_timeout,
+                limits.restart_backoff,
+                limits.restart_backoff_max,
+                limits.soak,
+            ] {
+                assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+            }
             let _ = policy.check_known_grants(&["log", "kv", "mqtt"]);
             for grant in policy.grants.values() {
                 // What each capability does with its slice, minus its types.
