@@ -16,7 +16,7 @@ pub enum Outcome {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InstallRequest {
+pub(crate) struct InstallRequest {
     /// `oci://HOST/REPO:TAG`, `oci://HOST/REPO@sha256:..` or a cached `sha256:..` digest.
     source: String,
     #[serde(default)]
@@ -25,11 +25,14 @@ struct InstallRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PluginRequest {
+pub(crate) struct PluginRequest {
     plugin: String,
 }
 
-fn args<T: for<'de> Deserialize<'de>>(payload: Value, shape: &str) -> Result<T, Failure> {
+pub(crate) fn args<T: for<'de> Deserialize<'de>>(
+    payload: Value,
+    shape: &str,
+) -> Result<T, Failure> {
     serde_json::from_value(payload)
         .map_err(|err| Failure::new("invalid", format!("expected a payload {shape}: {err}")))
 }

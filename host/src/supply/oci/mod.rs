@@ -26,6 +26,46 @@ mod upload;
 #[cfg(test)]
 mod tests;
 
+/// The registry parsers a pull runs on a registry's answers, reachable without a
+/// network for the fuzz targets in `fuzz/`. Not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::artifact::{check_config, declared_size, parse_manifest, wasm_descriptors};
+    use super::{OciError, Reference, WasmConfig};
+    use crate::state::digest::Digest;
+
+    /// What [`super::Registry::pull_plugin`] checks in a manifest body before any
+    /// blob is fetched; returns the layer's digest, which the config must name.
+    pub fn manifest(body: &[u8]) -> Result<String, OciError> {
+        let manifest = parse_manifest(body)?;
+        let (config, layer) = wasm_descriptors(&manifest)?;
+        declared_size(layer, "layer")?;
+        declared_size(config, "config")?;
+        // A download refuses a descriptor whose digest is not sha256.
+        for desc in [config, layer] {
+            Digest::parse(&desc.digest).map_err(|e| OciError::ManifestInvalid(e.to_string()))?;
+        }
+        Ok(layer.digest.clone())
+    }
+
+    /// Parses a config blob and checks it against the manifest's layer digest.
+    pub fn config(bytes: &[u8], layer_digest: &str) -> Result<WasmConfig, OciError> {
+        check_config(bytes, layer_digest)
+    }
+
+    /// What [`super::Registry::signatures`] does with a signature manifest body:
+    /// the number of signature layers it would download.
+    pub fn signature_manifest(body: &[u8], reference: &Reference) -> Result<usize, OciError> {
+        let manifest = super::sign_ops::parse_signature_manifest(body, reference)?;
+        let layers = super::signature::signature_descriptors(&manifest);
+        for (desc, _) in &layers {
+            declared_size(desc, "signature payload")?;
+        }
+        Ok(layers.len())
+    }
+}
+
 pub use artifact::{
     ComponentSection, MANIFEST_MEDIA_TYPE, PluginMeta, WASM_CONFIG_MEDIA_TYPE,
     WASM_LAYER_MEDIA_TYPE, WasmConfig, annotation,

@@ -111,7 +111,7 @@ impl Registry {
     }
 }
 
-fn parse_signature_manifest(
+pub(crate) fn parse_signature_manifest(
     body: &[u8],
     reference: &Reference,
 ) -> Result<OciImageManifest, OciError> {
