@@ -10,21 +10,21 @@
 use std::collections::BTreeMap;
 
 // The recipes plugin: recipes, plans and what they are built from.
-#[path = "../../plugins/recipes/src/plan.rs"]
+#[path = "../../../plugins/recipes/src/plan.rs"]
 pub mod plan;
-#[path = "../../plugins/recipes/src/recipe.rs"]
+#[path = "../../../plugins/recipes/src/recipe.rs"]
 pub mod recipe;
-#[path = "../../plugins/recipes/src/strict_toml.rs"]
+#[path = "../../../plugins/recipes/src/strict_toml.rs"]
 pub mod strict_toml;
-#[path = "../../plugins/recipes/src/units.rs"]
+#[path = "../../../plugins/recipes/src/units.rs"]
 pub mod units;
-#[path = "../../plugins/recipes/src/vars.rs"]
+#[path = "../../../plugins/recipes/src/vars.rs"]
 pub mod vars;
 
 // The mqtt-adapter plugin: its wire format and the device's own commands.
-#[path = "../../plugins/mqtt-adapter/src/device.rs"]
+#[path = "../../../plugins/mqtt-adapter/src/device.rs"]
 pub mod device;
-#[path = "../../plugins/mqtt-adapter/src/protocol.rs"]
+#[path = "../../../plugins/mqtt-adapter/src/protocol.rs"]
 pub mod protocol;
 
 use plan::{Context, Plan, RecipeSource};
