@@ -20,7 +20,7 @@ use super::{
 };
 use crate::contract::bindings::{CapError, Event};
 use crate::contract::testing::{FakeHost, QueueLink};
-use crate::contract::{Audit, HostLink, PluginHost};
+use crate::contract::{Audit, HostLink, InstanceLink, PluginHost};
 use crate::policy::Policy;
 
 /// The plugin every bench instance belongs to.
@@ -31,7 +31,8 @@ pub const DEVICE: &str = "bench-device";
 /// One instance's capabilities and what they reach.
 pub struct Bench {
     pub caps: InstanceCaps,
-    /// Events delivered to the instance (timers, subscriptions, process exits).
+    /// Events delivered to the instance (timers, subscriptions, and what the
+    /// kernel is asked to notify it of: process exits, finished installs).
     pub events: mpsc::Receiver<Event>,
     /// The kernel the instance's capabilities act on.
     pub host: Arc<FakeHost>,
@@ -60,8 +61,12 @@ impl Bench {
         };
         let shared = Arc::new(SharedCaps::build(&setup).expect("capabilities build"));
         let grants = Arc::new(grants_of(grants).expect("a valid policy snippet"));
-        let host = Arc::new(host);
         let (link, events) = QueueLink::new(64);
+        let link: InstanceLink = Arc::new(link);
+        if let Ok(mut queues) = host.queues.lock() {
+            queues.push((PLUGIN.to_string(), link.clone()));
+        }
+        let host = Arc::new(host);
         let weak: HostLink = Arc::downgrade(&(host.clone() as Arc<dyn PluginHost>));
         let output = MemoryOutputPipe::new(64 * 1024);
         let caps = InstanceCaps::new(
@@ -69,7 +74,7 @@ impl Bench {
             grants,
             NewInstance {
                 plugin: PLUGIN.into(),
-                link: Arc::new(link),
+                link,
                 host: weak,
                 config_json: "{}".into(),
             },

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::bindings::cairn::host::commands::CallError;
 use super::bindings::cairn::host::plugins::{HealthSummary, PluginInfo};
 use super::bindings::{CapError, Event};
-use super::{EventQueue, HostFuture, InstallRequest, PluginHost};
+use super::{EventQueue, HostFuture, InstallRequest, InstanceLink, PluginHost};
 
 /// An instance's event queue that a test reads from.
 pub struct QueueLink {
@@ -72,6 +72,9 @@ pub struct FakeHost {
     pub plugins: Vec<PluginInfo>,
     /// The name the component of every install claims to be.
     pub install_name: String,
+    /// Where events notified to a plugin are delivered, by plugin name (the
+    /// bench puts its instance's queue here).
+    pub queues: Mutex<Vec<(String, InstanceLink)>>,
 }
 
 impl FakeHost {
@@ -124,9 +127,15 @@ impl PluginHost for FakeHost {
     ) -> HostFuture<'a, bool> {
         self.record(HostCall::Notify {
             plugin: plugin.into(),
-            topic: event.topic,
+            topic: event.topic.clone(),
         });
-        Box::pin(async { true })
+        let queue = self.queues.lock().ok().and_then(|queues| {
+            queues
+                .iter()
+                .find(|(name, _)| name == plugin)
+                .map(|(_, queue)| queue.clone())
+        });
+        Box::pin(async move { queue.is_none_or(|queue| queue.deliver(event)) })
     }
 
     fn install(&self, request: InstallRequest) -> HostFuture<'_, Result<PluginInfo, CapError>> {

@@ -91,6 +91,23 @@ async fn a_granted_process_runs_and_its_exit_is_reported() {
     let mut process = bench.view::<Process>();
     let id = process.spawn(spec("once", "/bin/true", &[])).await.unwrap();
     exit_events(&bench, 1).await;
+    let event = tokio::time::timeout(Duration::from_secs(5), bench.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.topic.as_str(), event.source.as_str()),
+        (EXITED, "host")
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(
+        (&payload["id"], &payload["name"], &payload["code"]),
+        (
+            &serde_json::json!(id),
+            &serde_json::json!("once"),
+            &serde_json::json!(0)
+        )
+    );
 
     let mut process = bench.view::<Process>();
     let info = process.info(id).await.unwrap();
