@@ -76,7 +76,7 @@ impl Bench {
                 plugin: PLUGIN.into(),
                 link,
                 host: weak,
-                config_json: "{}".into(),
+                config_json: "{}",
             },
             output.clone(),
         );

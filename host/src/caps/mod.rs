@@ -88,12 +88,12 @@ pub fn linker<T: CapsData>(engine: &wasmtime::Engine) -> wasmtime::Result<Linker
 }
 
 /// Who a new instance is and how it is reached.
-pub struct NewInstance {
+pub struct NewInstance<'a> {
     pub plugin: Arc<str>,
     pub link: InstanceLink,
     pub host: HostLink,
     /// The plugin's `[config]` as JSON, readable from its environment.
-    pub config_json: String,
+    pub config_json: &'a str,
 }
 
 /// The environment variable holding the plugin's `[config]` as JSON, for
@@ -119,7 +119,7 @@ impl InstanceCaps {
     pub fn new(
         shared: Arc<SharedCaps>,
         grants: Arc<Grants>,
-        instance: NewInstance,
+        instance: NewInstance<'_>,
         output: impl wasmtime_wasi::cli::StdoutStream + Clone + 'static,
     ) -> InstanceCaps {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -134,7 +134,7 @@ impl InstanceCaps {
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(output.clone())
             .stderr(output)
-            .env(CONFIG_VARIABLE, &instance.config_json);
+            .env(CONFIG_VARIABLE, instance.config_json);
         let locals = Locals::prepare(&shared, &grants, &ctx, &mut wasi);
         InstanceCaps {
             ctx,

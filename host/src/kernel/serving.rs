@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::Kernel;
 use crate::caps::{Serving, ServingPlugin};
 use crate::contract::HttpHandler;
+use crate::runtime::Release;
 
 impl Kernel {
     /// Each plugin's serving release, with a fingerprint of the set.
@@ -18,23 +19,20 @@ impl Kernel {
                 plugins: Vec::new(),
             };
         };
-        // Release ids are never reused, so equal fingerprints mean equal releases.
-        let mut hasher = DefaultHasher::new();
-        let plugins = slots
+        let releases: Vec<(&String, Arc<Release>)> = slots
             .iter()
-            .map(|(name, slot)| {
-                let release = slot.active.load();
-                (name, release.id).hash(&mut hasher);
-                ServingPlugin {
-                    name: name.clone(),
-                    grants: release.grants.clone(),
-                    serves_http: release.http.is_some(),
-                }
-            })
+            .map(|(name, slot)| (name, slot.active.load_full()))
             .collect();
         Serving {
-            fingerprint: hasher.finish(),
-            plugins,
+            fingerprint: fingerprint(releases.iter().map(|(name, release)| (*name, release.id))),
+            plugins: releases
+                .iter()
+                .map(|(name, release)| ServingPlugin {
+                    name: name.to_string(),
+                    grants: release.grants.clone(),
+                    serves_http: release.http.is_some(),
+                })
+                .collect(),
         }
     }
 
@@ -43,11 +41,11 @@ impl Kernel {
         let Ok(slots) = self.slots.read() else {
             return 0;
         };
-        let mut hasher = DefaultHasher::new();
-        for (name, slot) in slots.iter() {
-            (name, slot.active.load().id).hash(&mut hasher);
-        }
-        hasher.finish()
+        fingerprint(
+            slots
+                .iter()
+                .map(|(name, slot)| (name, slot.active.load().id)),
+        )
     }
 
     /// The `wasi:http/incoming-handler` of `plugin`'s serving release.
@@ -56,4 +54,13 @@ impl Kernel {
         let handler: Arc<dyn HttpHandler> = release.http.clone()?;
         Some(handler)
     }
+}
+
+/// Release ids are never reused, so equal fingerprints mean equal releases.
+fn fingerprint<'a>(releases: impl Iterator<Item = (&'a String, u64)>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for release in releases {
+        release.hash(&mut hasher);
+    }
+    hasher.finish()
 }

@@ -58,7 +58,7 @@ impl InstanceState {
                 plugin: identity.name.clone(),
                 link: links.link,
                 host: links.host,
-                config_json: config.to_string(),
+                config_json: config,
             },
             output.clone(),
         );

@@ -117,10 +117,6 @@ fn info(proc: &table::Proc) -> ProcessInfo {
 }
 
 impl CapView<'_, Process> {
-    fn refuse(&self, detail: String) -> CapError {
-        self.deny(detail)
-    }
-
     /// Checks `spec` against the grant and resolves it into a plan.
     fn plan(&self, spec: &SpawnSpec) -> Result<spawn::Plan, CapError> {
         let grant = self.grant()?;
@@ -144,12 +140,12 @@ impl CapView<'_, Process> {
         }
         let entry = grant
             .entry_for(&spec.exe, &spec.args)
-            .map_err(|msg| self.refuse(msg))?;
+            .map_err(|msg| self.deny(msg))?;
         let resolved = std::fs::canonicalize(exe).ok();
         if !grant.allow_shell
             && (grant::is_shell(exe) || resolved.as_deref().is_some_and(grant::is_shell))
         {
-            return Err(self.refuse(format!(
+            return Err(self.deny(format!(
                 "`{}` is a shell; the grant does not set allow-shell",
                 spec.exe
             )));
@@ -161,7 +157,7 @@ impl CapView<'_, Process> {
                 )));
             }
             if key.starts_with("LD_") {
-                return Err(self.refuse(format!(
+                return Err(self.deny(format!(
                     "environment variable `{key}` could change what the executable loads"
                 )));
             }
@@ -177,7 +173,7 @@ impl CapView<'_, Process> {
         let account = match &spec.user {
             None => None,
             Some(user) if !entry.users.contains(user) => {
-                return Err(self.refuse(format!(
+                return Err(self.deny(format!(
                     "running `{}` as user `{user}` is outside the grant",
                     spec.exe
                 )));
@@ -196,7 +192,7 @@ impl CapView<'_, Process> {
                     .ok_or_else(|| CapError::Invalid(format!("there is no group `{group}`")))?;
                 let primary = account.is_some_and(|account| account.gid == gid);
                 if !primary && !entry.groups.contains(group) {
-                    return Err(self.refuse(format!(
+                    return Err(self.deny(format!(
                         "running `{}` as group `{group}` is outside the grant",
                         spec.exe
                     )));
@@ -213,7 +209,7 @@ impl CapView<'_, Process> {
                 .iter()
                 .any(|allowed| spawn::capability_number(allowed) == Some(number));
             if !granted {
-                return Err(self.refuse(format!("keeping capability `{cap}` is outside the grant")));
+                return Err(self.deny(format!("keeping capability `{cap}` is outside the grant")));
             }
             keep.push(number);
         }
