@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
+use crate::caps::container::config::ContainersConfig;
 use crate::caps::mqtt::config::{MqttConfig, MqttSection};
 
 /// Where plugins, the precompiled cache, the journal and key-value data live by default.
@@ -52,6 +53,8 @@ pub struct DaemonConfig {
     pub device_id: String,
     /// MQTT brokers the daemon connects to.
     pub mqtt: MqttConfig,
+    /// The containerd that runs containers.
+    pub containers: ContainersConfig,
 }
 
 /// `[listeners.http]`: where plugins that serve HTTP are reached, and its limits.
@@ -148,6 +151,7 @@ impl Default for DaemonConfig {
             http: None,
             device_id: default_device_id(),
             mqtt: MqttConfig::default(),
+            containers: ContainersConfig::default(),
         }
     }
 }
@@ -249,6 +253,10 @@ impl DaemonConfig {
                 .mqtt
                 .resolve(&base_dir)
                 .with_context(|| format!("invalid config file {}", path_text(path)))?,
+            containers: file
+                .containers
+                .resolve(&base_dir)
+                .map_err(|why| anyhow::anyhow!("invalid config file {}: {why}", path_text(path)))?,
         })
     }
 }
@@ -274,6 +282,8 @@ struct ConfigFile {
     registry: RegistrySection,
     #[serde(default)]
     mqtt: MqttSection,
+    #[serde(default)]
+    containers: ContainersConfig,
     #[serde(default)]
     listeners: ListenersSection,
 }

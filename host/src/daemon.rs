@@ -35,6 +35,9 @@ pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
         device_id: config.device_id.clone(),
         caps: crate::caps::CapsConfig {
             mqtt: config.mqtt.clone(),
+            containers: config.containers.clone(),
+            registry: registry_options(&config.registry)?,
+            trust_keys: config.trust_keys.clone(),
         },
     })
     .await?;

@@ -51,13 +51,46 @@ impl Bench {
 
     /// A bench whose capabilities act on `host`.
     pub fn with_host(grants: &str, host: FakeHost) -> Bench {
+        Bench::with_config(grants, host, CapsConfig::default())
+    }
+
+    /// A bench whose capabilities are configured by `config` (the daemon
+    /// config's sections).
+    pub fn with_config(grants: &str, host: FakeHost, config: CapsConfig) -> Bench {
+        Bench::build(grants, host, config, None)
+    }
+
+    /// A new bench on this one's state directory, as the daemon restarted
+    /// after a crash would be.
+    pub fn restarted(self, grants: &str, config: CapsConfig) -> Bench {
+        let Bench {
+            state_dir,
+            caps,
+            shared,
+            ..
+        } = self;
+        // The old "daemon" is gone: its stores close.
+        drop(caps);
+        drop(shared);
+        let state = state_dir.path().to_path_buf();
+        let mut after = Bench::build(grants, FakeHost::default(), config, Some(state));
+        after.state_dir = state_dir;
+        after
+    }
+
+    fn build(
+        grants: &str,
+        host: FakeHost,
+        config: CapsConfig,
+        state: Option<std::path::PathBuf>,
+    ) -> Bench {
         let state_dir = tempfile::tempdir().expect("a temp dir");
         let setup = HostSetup {
-            state_dir: state_dir.path().to_path_buf(),
+            state_dir: state.unwrap_or_else(|| state_dir.path().to_path_buf()),
             device_id: DEVICE.into(),
             started: Instant::now(),
             audit: Arc::new(Audit::default()),
-            config: CapsConfig::default(),
+            config,
         };
         let shared = Arc::new(SharedCaps::build(&setup).expect("capabilities build"));
         let grants = Arc::new(grants_of(grants).expect("a valid policy snippet"));
@@ -68,6 +101,8 @@ impl Bench {
         }
         let host = Arc::new(host);
         let weak: HostLink = Arc::downgrade(&(host.clone() as Arc<dyn PluginHost>));
+        // As the kernel does before any plugin starts.
+        shared.recover(&weak);
         let output = MemoryOutputPipe::new(64 * 1024);
         let caps = InstanceCaps::new(
             shared.clone(),

@@ -26,6 +26,7 @@ pub mod bench;
 mod tests;
 
 pub mod commands;
+pub mod container;
 pub mod events;
 pub mod files;
 pub mod http;
@@ -63,6 +64,7 @@ capabilities! {
     files: files::Files,
     process: process::Process,
     sockets: sockets::Sockets,
+    container: container::Container,
 }
 
 /// The daemon configuration's sections that configure capabilities.
@@ -70,6 +72,12 @@ capabilities! {
 pub struct CapsConfig {
     /// MQTT brokers to keep connections to.
     pub mqtt: mqtt::config::MqttConfig,
+    /// The containerd containers run on.
+    pub containers: container::ContainersConfig,
+    /// How images are fetched from registries (the same as plugins).
+    pub registry: crate::supply::oci::RegistryOptions,
+    /// Trusted keys by name, for image signatures.
+    pub trust_keys: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 /// What a store's data must offer the capabilities linked into it.

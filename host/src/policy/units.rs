@@ -126,6 +126,11 @@ pub mod serde_size {
         d.deserialize_any(SizeVisitor)
     }
 
+    /// For an optional size field (with `#[serde(default)]`).
+    pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        d.deserialize_any(SizeVisitor).map(Some)
+    }
+
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::format_size(*v))
     }

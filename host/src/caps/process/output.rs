@@ -214,13 +214,15 @@ fn split_lines(follow: &mut Follow, new: &[u8], log: &mut LineLog) {
 
 /// Follows a process's output files until `exited` reports the exit, then
 /// reads what is left, logs an unterminated last line and removes the files.
-pub async fn tail(
+/// `exited` is any watched status; `ended` says whether it reports the end.
+pub async fn tail<T>(
     output: std::sync::Arc<Output>,
     files: (PathBuf, PathBuf),
     resume: bool,
     plugin: String,
     name: String,
-    mut exited: tokio::sync::watch::Receiver<Option<super::table::Exit>>,
+    mut exited: tokio::sync::watch::Receiver<T>,
+    ended: fn(&T) -> bool,
 ) {
     let mut follows: Vec<Follow> = [(&files.0, false), (&files.1, true)]
         .into_iter()
@@ -235,7 +237,7 @@ pub async fn tail(
     };
     let mut closed = false;
     loop {
-        let done = closed || exited.borrow().is_some();
+        let done = closed || ended(&exited.borrow());
         for follow in &mut follows {
             loop {
                 let new = follow.read_new();

@@ -242,6 +242,7 @@ impl Supervisor {
             proc.plugin.clone(),
             proc.name.clone(),
             proc.status.subscribe(),
+            Option::is_some,
         ));
     }
 

@@ -2,6 +2,7 @@
 //! ([`super::bench`]): host functions called directly, no daemon, no wasm.
 
 mod commands;
+mod container;
 mod events;
 mod files;
 mod http;

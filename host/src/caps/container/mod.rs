@@ -1,0 +1,693 @@
+//! `cairn:host/container`: plugins pulling images and running containers
+//! through the device's containerd.
+//!
+//! A pull or a create is checked against `[grants.container]` ([`grant`]):
+//! image repositories (and pins), signatures, mounts, ports, network, and
+//! limits. Images are fetched by the host's own registry client and unpacked
+//! into containerd ([`image`]); a container runs with a hardened OCI spec
+//! ([`spec`]). The host-wide [`table::Containers`] owns the containers for
+//! their plugin across swaps and daemon restarts, reports exits, and removes
+//! them with their plugin. Without containerd every call answers
+//! `unavailable` and the rest of the daemon works on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::{Container as ContainerRecord, CreateContainerRequest};
+use tokio::sync::watch;
+use wasmtime::component::Linker;
+
+use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
+use crate::contract::HostLink;
+use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::container::{
+    self as wit, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ImageInfo,
+    LogTail, MountKind, NetworkMode, PullPolicy, ResourceUsage,
+};
+use crate::supply::oci::{Reference, Registry, RegistryOptions, verify_signatures};
+use crate::supply::trust::TrustStore;
+
+pub mod config;
+pub mod engine;
+pub mod exec;
+pub mod grant;
+pub mod image;
+pub mod network;
+pub mod spec;
+pub mod stats;
+pub mod table;
+#[cfg(test)]
+pub mod testbed;
+
+pub use config::ContainersConfig;
+pub use grant::ContainerGrant;
+pub use table::{Containers, EXITED};
+
+/// Grace given to containers when their plugin is removed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The runtime every container runs with.
+const RUNTIME: &str = "io.containerd.runc.v2";
+
+/// The capability's host-wide state: containerd, the registry client images
+/// are pulled with, the keys image signatures are checked against, and the
+/// containers.
+pub struct ContainerHost {
+    pub containers: Arc<Containers>,
+    registry: Registry,
+    trust: TrustStore,
+}
+
+pub struct Container;
+
+impl Capability for Container {
+    const NAME: &'static str = "container";
+    const INTERFACES: &'static [&'static str] = &["cairn:host/container"];
+    type Grant = ContainerGrant;
+    type Shared = Arc<ContainerHost>;
+    type Local = ();
+
+    fn validate(grant: &ContainerGrant) -> Result<(), String> {
+        grant::validate(grant)
+    }
+
+    fn add_to_linker<T: CapsData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ViewOf<Container>>(linker, |state| state.caps().view())
+    }
+
+    fn build(setup: &HostSetup) -> anyhow::Result<Arc<ContainerHost>> {
+        let config = &setup.config;
+        Ok(Arc::new(ContainerHost {
+            containers: Arc::new(Containers::new(
+                engine::Containerd::new(config.containers.clone()),
+                setup.state_dir.join("container"),
+            )),
+            registry: Registry::new(registry_options(&config.registry))?,
+            trust: TrustStore::load(&config.trust_keys)?,
+        }))
+    }
+
+    fn recover(host: &Arc<ContainerHost>, link: &HostLink) {
+        host.containers.set_host(link.clone());
+    }
+
+    fn prepare(_: &Arc<ContainerHost>, _: Option<&ContainerGrant>, _: &mut InstanceSetup<'_>) {}
+
+    async fn plugin_removed(host: &Arc<ContainerHost>, plugin: &str) {
+        if host.containers.adopt().await.is_ok() {
+            host.containers.remove_all(Some(plugin), STOP_GRACE).await;
+        }
+    }
+
+    /// Takes back the containers containerd has, and removes those whose
+    /// plugin is no longer installed.
+    async fn booted(host: &Arc<ContainerHost>, installed: &BTreeSet<String>) {
+        if let Err(err) = host.containers.adopt().await {
+            tracing::info!(
+                "containers not re-adopted at start: {}",
+                super::error_message(&err)
+            );
+            return;
+        }
+        for owner in host.containers.owners() {
+            if !installed.contains(&owner) {
+                tracing::warn!(plugin = %owner, "removing containers of a plugin that is no longer installed");
+                host.containers.remove_all(Some(&owner), STOP_GRACE).await;
+            }
+        }
+    }
+}
+
+/// The daemon's registry options, with the layer size limit of images.
+pub fn registry_options(options: &RegistryOptions) -> RegistryOptions {
+    RegistryOptions {
+        max_layer_size: image::MAX_LAYER,
+        ..options.clone()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+fn info(entry: &table::Entry) -> ContainerInfo {
+    let status = entry.status();
+    ContainerInfo {
+        name: entry.name.clone(),
+        id: entry.id.clone(),
+        image: entry.image.clone(),
+        image_digest: entry.image_digest.clone(),
+        state: match status.phase {
+            table::Phase::Created => ContainerState::Created,
+            table::Phase::Running => ContainerState::Running,
+            table::Phase::Exited => ContainerState::Exited,
+        },
+        pid: status.pid,
+        exit_code: status.exit_code,
+        oom_killed: status.oom,
+        ip: entry.ip.clone(),
+        created_at_ms: entry.created_at_ms,
+        adopted: entry.adopted,
+    }
+}
+
+fn image_info(record: image::ImageRecord) -> ImageInfo {
+    ImageInfo {
+        reference: record.name,
+        digest: record.digest,
+        size: record.size,
+        signed_by: record.signed_by,
+    }
+}
+
+fn parse_reference(text: &str) -> Result<Reference, CapError> {
+    Reference::parse(text).map_err(|err| CapError::Invalid(err.to_string()))
+}
+
+impl CapView<'_, Container> {
+    fn containers(&self) -> Arc<Containers> {
+        self.shared.containers.clone()
+    }
+
+    /// The grant, with the containers containerd had taken back.
+    async fn ready(&self) -> Result<&ContainerGrant, CapError> {
+        let grant = self.grant()?;
+        self.shared.containers.adopt().await?;
+        Ok(grant)
+    }
+
+    /// Checks signatures when the grant requires them; the keys that signed.
+    async fn signers(
+        &self,
+        reference: &Reference,
+        digest: &crate::state::digest::Digest,
+    ) -> Result<Vec<String>, CapError> {
+        let grant = self.grant()?;
+        if !grant.require_signatures {
+            return Ok(Vec::new());
+        }
+        let signatures = self
+            .shared
+            .registry
+            .signatures(reference, digest)
+            .await
+            .map_err(|err| CapError::Unavailable(format!("fetching signatures: {err}")))?;
+        let key = verify_signatures(
+            &signatures,
+            digest,
+            &self.shared.trust,
+            &grant.signers,
+            &Default::default(),
+        )
+        .map_err(|err| {
+            self.deny(format!(
+                "image {reference} is not signed as the grant requires: {err}"
+            ))
+        })?;
+        Ok(vec![key])
+    }
+
+    /// Resolves the spec's limits against the grant's maxima.
+    fn limits(&self, spec: &ContainerSpec) -> Result<spec::Limits, CapError> {
+        let grant = self.grant()?;
+        let resources = &spec.resources;
+        if let (Some(max), Some(asked)) = (grant.max_memory, resources.memory_bytes)
+            && asked > max
+        {
+            return Err(self.deny(format!(
+                "a memory limit of {asked} bytes is above the grant's {max}"
+            )));
+        }
+        let period = resources.cpu_period.unwrap_or(100_000);
+        if !(1_000..=1_000_000).contains(&period) {
+            return Err(CapError::Invalid(
+                "cpu-period must be 1000 to 1000000 microseconds".into(),
+            ));
+        }
+        let max_quota = grant.max_cpus.map(|cpus| (cpus * period as f64) as u64);
+        if let (Some(max), Some(asked)) = (max_quota, resources.cpu_quota)
+            && asked > max
+        {
+            return Err(self.deny(format!(
+                "a CPU quota of {asked}µs per {period}µs is above the grant's {} CPUs",
+                grant.max_cpus.unwrap_or_default()
+            )));
+        }
+        if let (Some(max), Some(asked)) = (grant.max_pids, resources.pids_limit)
+            && asked > max
+        {
+            return Err(self.deny(format!(
+                "a pids limit of {asked} is above the grant's {max}"
+            )));
+        }
+        if let Some(shares) = resources.cpu_shares
+            && !(2..=262_144).contains(&shares)
+        {
+            return Err(CapError::Invalid("cpu-shares must be 2 to 262144".into()));
+        }
+        let memory = resources.memory_bytes.or(grant.max_memory);
+        if let (Some(memory), Some(swap)) = (memory, resources.memory_swap_bytes)
+            && swap < memory
+        {
+            return Err(CapError::Invalid(
+                "memory-swap-bytes must be at least memory-bytes".into(),
+            ));
+        }
+        Ok(spec::Limits {
+            memory,
+            memory_swap: resources.memory_swap_bytes,
+            cpu_shares: resources.cpu_shares,
+            cpu_quota: resources.cpu_quota.or(max_quota),
+            cpu_period: resources.cpu_period.or(max_quota.map(|_| period)),
+            pids: resources.pids_limit.or(grant.max_pids),
+        })
+    }
+
+    /// Checks mounts against the grant.
+    fn mounts(&self, spec: &ContainerSpec) -> Result<Vec<spec::SpecMount>, CapError> {
+        let grant = self.grant()?;
+        let mut mounts = Vec::new();
+        for mount in &spec.mounts {
+            let target = Path::new(&mount.target);
+            if !target.is_absolute() || mount.target.contains('\0') {
+                return Err(CapError::Invalid(format!(
+                    "mount target `{}` is not an absolute path",
+                    mount.target
+                )));
+            }
+            let tmpfs = matches!(mount.kind, MountKind::Tmpfs);
+            if !tmpfs {
+                let source = Path::new(&mount.source);
+                if !source.is_absolute()
+                    || source
+                        .components()
+                        .any(|part| matches!(part, std::path::Component::ParentDir))
+                {
+                    return Err(CapError::Invalid(format!(
+                        "mount source `{}` is not a plain absolute path",
+                        mount.source
+                    )));
+                }
+                // Symbolic links are resolved first, so a link cannot lead outside the grant.
+                let resolved = std::fs::canonicalize(source).map_err(|err| {
+                    CapError::NotFound(format!("mount source `{}`: {err}", mount.source))
+                })?;
+                let resolved = resolved.display().to_string();
+                if let Some(why) = grant
+                    .mount_refusal(&mount.source, mount.read_only)
+                    .or_else(|| grant.mount_refusal(&resolved, mount.read_only))
+                {
+                    return Err(self.deny(why));
+                }
+                mounts.push(spec::SpecMount {
+                    tmpfs,
+                    source: resolved,
+                    target: mount.target.clone(),
+                    read_only: mount.read_only,
+                });
+            } else {
+                mounts.push(spec::SpecMount {
+                    tmpfs,
+                    source: String::new(),
+                    target: mount.target.clone(),
+                    read_only: mount.read_only,
+                });
+            }
+        }
+        Ok(mounts)
+    }
+
+    /// Checks everything in `spec` the grant decides.
+    fn vet(&self, spec: &ContainerSpec) -> Result<(), CapError> {
+        let grant = self.grant()?;
+        if !valid_name(&spec.name) {
+            return Err(CapError::Invalid(format!(
+                "container name `{}` must be 1 to 64 letters, digits, `-` or `_`",
+                spec.name
+            )));
+        }
+        if spec.privileged && !grant.privileged {
+            return Err(self.deny("privileged containers are outside the grant"));
+        }
+        match spec.network {
+            NetworkMode::Host if !grant.host_network => {
+                return Err(self.deny("the host network is outside the grant"));
+            }
+            NetworkMode::Bridge => {}
+            _ if !spec.ports.is_empty() => {
+                return Err(CapError::Invalid(
+                    "port mappings need the bridge network".into(),
+                ));
+            }
+            _ => {}
+        }
+        for port in &spec.ports {
+            if port.host_port == 0 || port.container_port == 0 {
+                return Err(CapError::Invalid("ports must be 1 to 65535".into()));
+            }
+            if !grant.port_allowed(port.host_port) {
+                return Err(self.deny(format!("host port {} is outside the grant", port.host_port)));
+            }
+        }
+        for cap in &spec.capabilities {
+            if !grant.capability_allowed(cap) {
+                return Err(self.deny(format!("keeping capability `{cap}` is outside the grant")));
+            }
+        }
+        for (key, _) in &spec.labels {
+            if key.starts_with("cairn.") || key.starts_with("containerd.") || key.is_empty() {
+                return Err(CapError::Invalid(format!("label `{key}` is reserved")));
+            }
+        }
+        for (key, value) in &spec.env {
+            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+                return Err(CapError::Invalid(format!(
+                    "bad environment variable `{key}`"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl wit::Host for CapView<'_, Container> {
+    async fn pull(&mut self, reference: String, policy: PullPolicy) -> Result<ImageInfo, CapError> {
+        let grant = self.grant()?;
+        let parsed = parse_reference(&reference)?;
+        if let Some(why) = grant.image_refusal(&parsed, None) {
+            return Err(self.deny(why));
+        }
+        self.ready().await?;
+        let name = image::image_name(&parsed);
+        let engine = &self.shared.containers.engine;
+        if !matches!(policy, PullPolicy::Always)
+            && let Some(found) = image::find(engine, &name).await?
+        {
+            let record = image::record(&found);
+            if let Some(why) = grant.image_refusal(&parsed, Some(&record.digest)) {
+                return Err(self.deny(why));
+            }
+            if grant.require_signatures && record.signed_by.is_empty() {
+                return Err(self.deny(format!("image {name} was pulled without a signature check")));
+            }
+            return Ok(image_info(record));
+        }
+        if matches!(policy, PullPolicy::Never) {
+            return Err(CapError::NotFound(format!(
+                "image {name} is not on this device (pull policy never)"
+            )));
+        }
+        let registry = &self.shared.registry;
+        let digest = registry.resolve(&parsed).await.map_err(|err| match err {
+            crate::supply::oci::OciError::NotFound { .. } => CapError::NotFound(err.to_string()),
+            err if err.is_transient() => CapError::Unavailable(err.to_string()),
+            err => CapError::Internal(err.to_string()),
+        })?;
+        if let Some(why) = grant.image_refusal(&parsed, Some(digest.as_str())) {
+            return Err(self.deny(why));
+        }
+        let signed_by = self.signers(&parsed, &digest).await?;
+        let record = image::pull(
+            engine,
+            image::PullRequest {
+                registry,
+                reference: &parsed,
+                digest: &digest,
+                name,
+                signed_by,
+            },
+        )
+        .await?;
+        tracing::info!(plugin = %self.plugin(), image = %record.name, digest = %record.digest, "image pulled");
+        Ok(image_info(record))
+    }
+
+    async fn images(&mut self) -> Result<Vec<ImageInfo>, CapError> {
+        let grant = self.ready().await?;
+        let images = image::list(&self.shared.containers.engine).await?;
+        Ok(images
+            .iter()
+            .map(image::record)
+            .filter(|record| {
+                Reference::parse(&record.name).is_ok_and(|parsed| {
+                    grant.image_refusal(&parsed, Some(&record.digest)).is_none()
+                })
+            })
+            .map(image_info)
+            .collect())
+    }
+
+    async fn remove_image(&mut self, reference: String) -> Result<(), CapError> {
+        let grant = self.ready().await?;
+        let parsed = parse_reference(&reference)?;
+        if let Some(why) = grant.image_refusal(&parsed, None) {
+            return Err(self.deny(why));
+        }
+        let name = image::image_name(&parsed);
+        let engine = &self.shared.containers.engine;
+        let found = image::find(engine, &name)
+            .await?
+            .ok_or_else(|| CapError::NotFound(format!("image {name} is not on this device")))?;
+        let digest = image::record(&found).digest;
+        if let Some(user) = self.shared.containers.uses_image(&name, &digest)? {
+            return Err(CapError::Conflict(format!(
+                "image {name} is used by container {user}"
+            )));
+        }
+        image::remove(engine, &name).await
+    }
+
+    async fn create(&mut self, spec: ContainerSpec) -> Result<ContainerInfo, CapError> {
+        let grant = self.ready().await?;
+        self.vet(&spec)?;
+        let limits = self.limits(&spec)?;
+        let mounts = self.mounts(&spec)?;
+        let parsed = parse_reference(&spec.image)?;
+        let name = image::image_name(&parsed);
+        let containers = self.containers();
+        let engine = &containers.engine;
+        let found = image::find(engine, &name).await?.ok_or_else(|| {
+            CapError::NotFound(format!("image {name} is not on this device: pull it first"))
+        })?;
+        let record = image::record(&found);
+        if let Some(why) = grant.image_refusal(&parsed, Some(&record.digest)) {
+            return Err(self.deny(why));
+        }
+        if grant.require_signatures && record.signed_by.is_empty() {
+            return Err(self.deny(format!("image {name} was pulled without a signature check")));
+        }
+        let plugin = self.plugin().to_string();
+        containers.reserve(&plugin, &spec.name, grant.max_containers)?;
+        let config = image::config_of(engine, &record.digest).await?;
+        let top = config
+            .top_chain()
+            .ok_or_else(|| CapError::Rejected(format!("image {name} has no layers")))?;
+        let id = table::container_id(&plugin, &spec.name);
+        let network_mode = match spec.network {
+            NetworkMode::Host => spec::Network::Host,
+            NetworkMode::None => spec::Network::Own(None),
+            NetworkMode::Bridge => {
+                return Err(CapError::Unavailable(
+                    "the bridge network is not available on this host yet; use `none` or `host`"
+                        .into(),
+                ));
+            }
+        };
+        let runtime_spec = spec::build(&spec::SpecInput {
+            image: &config.config,
+            command: spec.command.as_deref(),
+            args: spec.args.as_deref(),
+            env: &spec.env,
+            working_dir: spec.working_dir.as_deref(),
+            user: spec.user.as_deref(),
+            hostname: spec.hostname.as_deref().unwrap_or(&spec.name),
+            read_only_rootfs: spec.read_only_rootfs,
+            mounts,
+            network: network_mode,
+            limits,
+            capabilities: &spec.capabilities,
+            privileged: spec.privileged,
+            cgroups_path: format!("/{}/{id}", engine.config.namespace),
+        })
+        .map_err(CapError::Invalid)?;
+        let client = engine.client().await?;
+        // Under a lease until the container record holds the snapshot, so
+        // that a garbage collection in between cannot take it.
+        let lease = engine::Lease::create(engine, &client).await?;
+        client
+            .snapshots()
+            .prepare(engine.leased(
+                PrepareSnapshotRequest {
+                    snapshotter: engine.config.snapshotter.clone(),
+                    key: id.clone(),
+                    parent: top,
+                    labels: HashMap::new(),
+                },
+                &lease.id,
+            ))
+            .await
+            .map_err(|status| {
+                engine::status_error("preparing the container's file system", status)
+            })?;
+        let labels = Containers::labels(&plugin, &spec.name, &record.digest, None, &spec.labels);
+        let created_at_ms = table::created_at(&labels);
+        let spec_bytes =
+            serde_json::to_vec(&runtime_spec).map_err(|err| CapError::Internal(err.to_string()))?;
+        let created = client
+            .containers()
+            .create(engine.req(CreateContainerRequest {
+                container: Some(ContainerRecord {
+                    id: id.clone(),
+                    labels,
+                    image: name.clone(),
+                    runtime: Some(Runtime {
+                        name: RUNTIME.into(),
+                        options: None,
+                    }),
+                    spec: Some(prost_types::Any {
+                        type_url: spec::SPEC_TYPE.into(),
+                        value: spec_bytes,
+                    }),
+                    snapshotter: engine.config.snapshotter.clone(),
+                    snapshot_key: id.clone(),
+                    ..ContainerRecord::default()
+                }),
+            }))
+            .await;
+        lease.end(engine, &client).await;
+        if let Err(status) = created {
+            let _ = client
+                .snapshots()
+                .remove(engine.req(RemoveSnapshotRequest {
+                    snapshotter: engine.config.snapshotter.clone(),
+                    key: id.clone(),
+                }))
+                .await;
+            return Err(engine::status_error("creating the container", status));
+        }
+        let entry = Arc::new(table::Entry {
+            id,
+            plugin,
+            name: spec.name.clone(),
+            image: name,
+            image_digest: record.digest,
+            created_at_ms,
+            adopted: false,
+            ip: None,
+            spec: runtime_spec,
+            status: watch::channel(table::Status {
+                phase: table::Phase::Created,
+                pid: None,
+                exit_code: None,
+                oom: false,
+                run: 0,
+            })
+            .0,
+            output: Arc::default(),
+        });
+        containers.insert(entry.clone())?;
+        tracing::info!(plugin = %entry.plugin, container = %entry.name, image = %entry.image, "container created");
+        Ok(info(&entry))
+    }
+
+    async fn start(&mut self, name: String) -> Result<ContainerInfo, CapError> {
+        self.ready().await?;
+        let containers = self.containers();
+        let entry = containers.get(self.plugin(), &name)?;
+        containers.start(&entry).await?;
+        Ok(info(&entry))
+    }
+
+    async fn stop(&mut self, name: String, grace_ms: u32) -> Result<ContainerInfo, CapError> {
+        self.ready().await?;
+        let containers = self.containers();
+        let entry = containers.get(self.plugin(), &name)?;
+        containers
+            .stop(&entry, Duration::from_millis(u64::from(grace_ms)))
+            .await?;
+        Ok(info(&entry))
+    }
+
+    async fn kill(&mut self, name: String, signal: String) -> Result<(), CapError> {
+        self.ready().await?;
+        let number = crate::caps::process::spawn::signal_number(&signal)
+            .ok_or_else(|| CapError::Invalid(format!("unknown signal `{signal}`")))?;
+        let containers = self.containers();
+        let entry = containers.get(self.plugin(), &name)?;
+        if entry.status().phase != table::Phase::Running {
+            return Err(CapError::NotFound(format!(
+                "container `{name}` is not running"
+            )));
+        }
+        containers.kill(&entry, number as u32, false).await
+    }
+
+    async fn remove(&mut self, name: String) -> Result<(), CapError> {
+        self.ready().await?;
+        let containers = self.containers();
+        let entry = containers.get(self.plugin(), &name)?;
+        containers.remove(&entry, STOP_GRACE).await
+    }
+
+    async fn exec(&mut self, name: String, spec: ExecSpec) -> Result<ExecResult, CapError> {
+        self.ready().await?;
+        let containers = self.containers();
+        let entry = containers.get(self.plugin(), &name)?;
+        if entry.status().phase != table::Phase::Running {
+            return Err(CapError::Unavailable(format!(
+                "container `{name}` is not running"
+            )));
+        }
+        exec::run(&containers, &entry, spec).await
+    }
+
+    async fn logs(&mut self, name: String, max_bytes: u32) -> Result<LogTail, CapError> {
+        self.ready().await?;
+        let entry = self.containers().get(self.plugin(), &name)?;
+        let ring = crate::caps::process::output::RING_BYTES;
+        let max = usize::try_from(max_bytes).unwrap_or(ring).min(ring);
+        let (stdout, stderr, total_bytes) = entry.output.tail(max);
+        Ok(LogTail {
+            stdout,
+            stderr,
+            total_bytes,
+        })
+    }
+
+    async fn stats(&mut self, name: String) -> Result<ResourceUsage, CapError> {
+        self.ready().await?;
+        let entry = self.containers().get(self.plugin(), &name)?;
+        if entry.status().phase != table::Phase::Running {
+            return Err(CapError::Unavailable(format!(
+                "container `{name}` is not running"
+            )));
+        }
+        let usage = stats::usage(&entry.spec).ok_or_else(|| {
+            CapError::Unavailable(format!("the cgroup of container `{name}` cannot be read"))
+        })?;
+        Ok(ResourceUsage {
+            memory_bytes: usage.memory_bytes,
+            memory_limit_bytes: usage.memory_limit,
+            cpu_nanos: usage.cpu_nanos,
+            pids: usage.pids,
+        })
+    }
+
+    async fn info(&mut self, name: String) -> Result<ContainerInfo, CapError> {
+        self.ready().await?;
+        let entry = self.containers().get(self.plugin(), &name)?;
+        Ok(info(&entry))
+    }
+
+    async fn list(&mut self) -> Result<Vec<ContainerInfo>, CapError> {
+        self.ready().await?;
+        let entries = self.containers().of(self.plugin())?;
+        Ok(entries.iter().map(|entry| info(entry)).collect())
+    }
+}
