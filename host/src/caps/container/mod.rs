@@ -26,7 +26,7 @@ use crate::contract::HostLink;
 use crate::contract::bindings::CapError;
 use crate::contract::bindings::cairn::host::container::{
     self as wit, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ImageInfo,
-    LogTail, MountKind, NetworkMode, PullPolicy, ResourceUsage,
+    LogTail, MountKind, NetworkMode, Protocol, PullPolicy, ResourceUsage,
 };
 use crate::supply::oci::{Reference, Registry, RegistryOptions, verify_signatures};
 use crate::supply::trust::TrustStore;
@@ -164,6 +164,33 @@ fn image_info(record: image::ImageRecord) -> ImageInfo {
         size: record.size,
         signed_by: record.signed_by,
     }
+}
+
+/// The spec's ports as portmap takes them.
+fn port_mappings(spec: &ContainerSpec) -> Result<Vec<network::PortMapping>, CapError> {
+    spec.ports
+        .iter()
+        .map(|port| {
+            let host_ip = match &port.host_ip {
+                None => String::new(),
+                Some(address) => address
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| {
+                        CapError::Invalid(format!("host-ip `{address}` is not an IP address"))
+                    })?
+                    .to_string(),
+            };
+            Ok(network::PortMapping {
+                host_port: port.host_port,
+                container_port: port.container_port,
+                protocol: match port.protocol {
+                    Protocol::Tcp => "tcp".into(),
+                    Protocol::Udp => "udp".into(),
+                },
+                host_ip,
+            })
+        })
+        .collect()
 }
 
 fn parse_reference(text: &str) -> Result<Reference, CapError> {
@@ -489,16 +516,25 @@ impl wit::Host for CapView<'_, Container> {
             .top_chain()
             .ok_or_else(|| CapError::Rejected(format!("image {name} has no layers")))?;
         let id = table::container_id(&plugin, &spec.name);
-        let network_mode = match spec.network {
-            NetworkMode::Host => spec::Network::Host,
-            NetworkMode::None => spec::Network::Own(None),
-            NetworkMode::Bridge => {
-                return Err(CapError::Unavailable(
-                    "the bridge network is not available on this host yet; use `none` or `host`"
-                        .into(),
-                ));
-            }
+        containers.dir()?;
+        let bridge = network::BridgeNetwork {
+            config: &engine.config,
+            dir: containers.net_dir(),
         };
+        let attachment = match spec.network {
+            NetworkMode::Bridge => Some(bridge.setup(&id, port_mappings(&spec)?).await?),
+            NetworkMode::Host | NetworkMode::None => None,
+        };
+        let network_mode = match (&spec.network, &attachment) {
+            (NetworkMode::Host, _) => spec::Network::Host,
+            (_, Some(attachment)) => {
+                spec::Network::Own(Some(attachment.netns.display().to_string()))
+            }
+            (_, None) => spec::Network::Own(None),
+        };
+        let ip = attachment
+            .as_ref()
+            .and_then(|attachment| attachment.ip.clone());
         let runtime_spec = spec::build(&spec::SpecInput {
             image: &config.config,
             command: spec.command.as_deref(),
@@ -514,13 +550,19 @@ impl wit::Host for CapView<'_, Container> {
             capabilities: &spec.capabilities,
             privileged: spec.privileged,
             cgroups_path: format!("/{}/{id}", engine.config.namespace),
-        })
-        .map_err(CapError::Invalid)?;
+        });
+        let runtime_spec = match runtime_spec {
+            Ok(runtime_spec) => runtime_spec,
+            Err(why) => {
+                bridge.teardown(&id).await;
+                return Err(CapError::Invalid(why));
+            }
+        };
         let client = engine.client().await?;
         // Under a lease until the container record holds the snapshot, so
         // that a garbage collection in between cannot take it.
         let lease = engine::Lease::create(engine, &client).await?;
-        client
+        let prepared = client
             .snapshots()
             .prepare(engine.leased(
                 PrepareSnapshotRequest {
@@ -534,8 +576,19 @@ impl wit::Host for CapView<'_, Container> {
             .await
             .map_err(|status| {
                 engine::status_error("preparing the container's file system", status)
-            })?;
-        let labels = Containers::labels(&plugin, &spec.name, &record.digest, None, &spec.labels);
+            });
+        if let Err(err) = prepared {
+            lease.end(engine, &client).await;
+            bridge.teardown(&id).await;
+            return Err(err);
+        }
+        let labels = Containers::labels(
+            &plugin,
+            &spec.name,
+            &record.digest,
+            ip.as_deref(),
+            &spec.labels,
+        );
         let created_at_ms = table::created_at(&labels);
         let spec_bytes =
             serde_json::to_vec(&runtime_spec).map_err(|err| CapError::Internal(err.to_string()))?;
@@ -569,6 +622,7 @@ impl wit::Host for CapView<'_, Container> {
                     key: id.clone(),
                 }))
                 .await;
+            bridge.teardown(&id).await;
             return Err(engine::status_error("creating the container", status));
         }
         let entry = Arc::new(table::Entry {
@@ -579,7 +633,7 @@ impl wit::Host for CapView<'_, Container> {
             image_digest: record.digest,
             created_at_ms,
             adopted: false,
-            ip: None,
+            ip,
             spec: runtime_spec,
             status: watch::channel(table::Status {
                 phase: table::Phase::Created,

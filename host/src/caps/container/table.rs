@@ -142,6 +142,11 @@ impl Containers {
         Ok(&self.dir)
     }
 
+    /// Where the bridge network keeps its records and namespaces.
+    pub fn net_dir(&self) -> PathBuf {
+        self.dir.join("net")
+    }
+
     fn paths(&self, id: &str) -> (PathBuf, PathBuf) {
         (
             self.dir.join(format!("{id}.out")),
@@ -534,7 +539,7 @@ impl Containers {
         {
             return Err(status_error("deleting the container's task", status));
         }
-        network::teardown(&self.engine.config, &entry.id).await;
+        network::teardown(&self.engine.config, &self.net_dir(), &entry.id).await;
         let deleted = client
             .containers()
             .delete(self.engine.req(DeleteContainerRequest {

@@ -15,8 +15,8 @@ use crate::caps::container::testbed::{
 use crate::caps::container::{Container, ContainersConfig, EXITED, stats};
 use crate::contract::bindings::CapError;
 use crate::contract::bindings::cairn::host::container::{
-    ContainerSpec, ContainerState, ExecSpec, Host as _, Mount, MountKind, NetworkMode, PullPolicy,
-    Resources,
+    ContainerSpec, ContainerState, ExecSpec, Host as _, Mount, MountKind, NetworkMode, Port,
+    Protocol, PullPolicy, Resources,
 };
 use crate::contract::testing::FakeHost;
 
@@ -577,4 +577,102 @@ async fn containers_survive_a_containerd_restart_and_go_with_their_plugin() {
     assert!(container.list().await.unwrap().is_empty());
     let left = containerd.ctr("cairn-test", &["containers", "ls", "-q"]);
     assert!(left.trim().is_empty(), "left behind: {left}");
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// GETs `/` from `address`, retrying while the server starts.
+async fn http_get(address: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for _ in 0..100 {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+            let request = "GET / HTTP/1.0\r\nHost: test\r\n\r\n";
+            if stream.write_all(request.as_bytes()).await.is_ok() {
+                let mut reply = String::new();
+                if stream.read_to_string(&mut reply).await.is_ok() && !reply.is_empty() {
+                    return reply;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing answered on {address}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bridge_network_maps_a_port_and_is_cleaned_up_on_removal() {
+    let containerd = TestContainerd::start();
+    let registry = TestRegistry::start();
+    let image = push_busybox(&registry, "apps/busybox", "1", 0).await;
+    let mut config = config(&containerd, &registry);
+    config.containers.bridge = "cairntest0".into();
+    config.containers.subnet = "10.213.0.0/24".into();
+    let grant = GRANT.replace("{registry}", &registry.address);
+    let mut bench = Bench::with_config(&grant, FakeHost::default(), config);
+    let mut container = bench.view::<Container>();
+    container
+        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
+        .await
+        .unwrap();
+    let mut web = spec(
+        "web",
+        &image.reference,
+        &[
+            "-c",
+            "mkdir -p /tmp/www && echo hello from the bridge > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
+        ],
+    );
+    web.command = Some(vec!["/bin/sh".into()]);
+    web.network = NetworkMode::Bridge;
+    web.ports = vec![Port {
+        host_ip: None,
+        host_port: 18080,
+        container_port: 8080,
+        protocol: Protocol::Tcp,
+    }];
+    let created = container.create(web).await.unwrap();
+    let ip = created.ip.clone().expect("an address on the bridge");
+    assert!(ip.starts_with("10.213.0."), "{ip}");
+    container.start("web".into()).await.unwrap();
+    let reply = http_get("127.0.0.1:18080").await;
+    assert!(reply.contains("hello from the bridge"), "{reply}");
+    let direct = http_get(&format!("{ip}:8080")).await;
+    assert!(direct.contains("hello from the bridge"), "{direct}");
+    assert!(!command_output("ip", &["-o", "link", "show", "master", "cairntest0"]).is_empty());
+    let id = created.id.clone();
+    assert!(command_output("iptables-save", &["-t", "nat"]).contains(&id));
+
+    // Ports outside the grant are refused before anything is set up.
+    let mut outside = spec("outside", &image.reference, &["-c", "true"]);
+    outside.network = NetworkMode::Bridge;
+    outside.ports = vec![Port {
+        host_ip: None,
+        host_port: 80,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+    }];
+    assert_denied(container.create(outside).await, "port 80");
+
+    container.remove("web".into()).await.unwrap();
+    let veths = command_output("ip", &["-o", "link", "show", "master", "cairntest0"]);
+    assert!(veths.trim().is_empty(), "veth left behind: {veths}");
+    let nat = command_output("iptables-save", &["-t", "nat"]);
+    assert!(!nat.contains(&id), "iptables rules left behind:\n{nat}");
+    let net_dir = bench.state_dir.path().join("container/net");
+    let left: Vec<_> = std::fs::read_dir(&net_dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name != "ipam")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "cairntest0"])
+        .status();
 }

@@ -20,6 +20,7 @@ const GRANTS: &[(&str, &str)] = &[
     ("files", "read = [\"/etc/cairn\"]"),
     ("process", "[[grants.process.allow]]\nexe = \"/bin/true\""),
     ("sockets", ""),
+    ("container", "images = [\"registry.example/apps/*\"]"),
 ];
 
 fn granting(name: &str) -> Grants {
