@@ -4,7 +4,8 @@
 //! implements [`Plugin`], exports itself with [`export_plugin!`], and reaches
 //! the device only through the host capabilities in this crate's modules
 //! ([`log`], [`kv`], [`events`], [`timer`], [`commands`], [`plugins`],
-//! [`system`], [`metrics`], [`mqtt`], [`process`], [`http`], [`net`]). The
+//! [`system`], [`metrics`], [`mqtt`], [`process`], [`container`], [`http`],
+//! [`net`]). The
 //! component imports only the capabilities the code actually calls, and the
 //! host refuses to install it unless the plugin's policy grants every one of them.
 //!
@@ -59,6 +60,7 @@
 
 mod command;
 pub mod commands;
+pub mod container;
 mod error;
 pub mod events;
 pub mod http;

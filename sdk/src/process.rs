@@ -190,7 +190,7 @@ pub struct ProcessInfo {
     pub name: String,
     /// Executable path.
     pub exe: String,
-    /// Arguments after argv[0].
+    /// Arguments after argv\[0\].
     pub args: Vec<String>,
     /// Operating-system process id (also its process group and session).
     pub pid: u32,

@@ -8,7 +8,7 @@
 //! instead of the real one: keys live in a map, log lines and published events
 //! are captured, timers run on a fake clock, and other plugins' commands and
 //! HTTP servers answer with what the test scripted. The remaining
-//! capabilities (`process`, `mqtt`, `plugins`, `system`) have no fake; calling
+//! capabilities (`process`, `container`, `mqtt`, `plugins`, `system`) have no fake; calling
 //! them natively panics.
 //!
 //! [`Harness`] drives a [`Plugin`](crate::Plugin) the way the host does:
