@@ -185,6 +185,24 @@ pub async fn push_busybox(
     tag: &str,
     extra: usize,
 ) -> TestImage {
+    push_busybox_with(
+        &options(registry),
+        &registry.address,
+        repository,
+        tag,
+        extra,
+    )
+    .await
+}
+
+/// [`push_busybox`] to the registry at `address`, reached with `options`.
+pub async fn push_busybox_with(
+    options: &RegistryOptions,
+    address: &str,
+    repository: &str,
+    tag: &str,
+    extra: usize,
+) -> TestImage {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let links: Vec<(String, String)> = APPLETS
         .iter()
@@ -244,9 +262,9 @@ pub async fn push_busybox(
         }],
     });
     let manifest = serde_json::to_vec(&manifest).expect("json");
-    let reference = format!("{}/{repository}:{tag}", registry.address);
+    let reference = format!("{address}/{repository}:{tag}");
     let target = Reference::parse(&reference).expect("a reference");
-    let client = test_registry_client(registry);
+    let client = Registry::new(options.clone()).expect("a registry client");
     client.prepare(&target).await;
     client
         .upload_blob(&target, "layer", &layer, &layer_digest, &|_, _| {})
@@ -265,11 +283,6 @@ pub async fn push_busybox(
         digest: Digest::of(&manifest).to_string(),
         layer_digest: layer_digest.to_string(),
     }
-}
-
-/// A registry client that reaches the test registry over plain HTTP.
-pub fn test_registry_client(registry: &TestRegistry) -> Registry {
-    Registry::new(options(registry)).expect("a registry client")
 }
 
 /// Registry options for the test registry.

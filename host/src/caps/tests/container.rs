@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::caps::CapsConfig;
 use crate::caps::bench::{Bench, PLUGIN, assert_denied};
 use crate::caps::container::testbed::{
-    TestContainerd, TestImage, TestRegistry, blob_path, options, push_busybox,
+    TestContainerd, TestImage, TestRegistry, blob_path, options, push_busybox, push_busybox_with,
 };
 use crate::caps::container::{Container, ContainersConfig, EXITED, stats};
 use crate::contract::bindings::CapError;
@@ -675,4 +675,93 @@ async fn a_bridge_network_maps_a_port_and_is_cleaned_up_on_removal() {
     let _ = std::process::Command::new("ip")
         .args(["link", "del", "cairntest0"])
         .status();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_logs_in_and_resumes_after_the_registry_drops_mid_layer() {
+    use crate::supply::oci::Credentials;
+    use crate::supply::oci::tests::harness::Proxy;
+    use std::sync::atomic::Ordering;
+
+    const LAYER: usize = 20 * 1024 * 1024;
+    let containerd = TestContainerd::start();
+    let registry = TestRegistry::start_with(Some(("edge", "s3cret")));
+    // The connection drops once, 5 MiB into the 20 MiB layer.
+    let proxy = Proxy::start(
+        &registry.address,
+        256 * 1024,
+        Duration::from_millis(1),
+        Some(5 * 1024 * 1024),
+    );
+    let login = |address: &str| {
+        Credentials::parse(&format!(
+            "[registries.\"{address}\"]\nusername = \"edge\"\npassword = \"s3cret\"\n"
+        ))
+        .unwrap()
+    };
+    let mut push_options = options(&registry);
+    push_options.credentials = Some(login(&registry.address));
+    let image = push_busybox_with(&push_options, &registry.address, "apps/big", "1", LAYER).await;
+
+    let mut config = config(&containerd, &registry);
+    config.registry.insecure.push(proxy.addr.clone());
+    config.registry.credentials = Some(login(&proxy.addr));
+    let grant = "[grants.container]\nimages = [\"127.0.0.1:*/apps/*\"]\n";
+    let mut bench = Bench::with_config(grant, FakeHost::default(), config);
+    let mut container = bench.view::<Container>();
+    let through_proxy = image.reference.replace(&registry.address, &proxy.addr);
+    let pulled = container
+        .pull(through_proxy.clone(), PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(pulled.digest, image.digest);
+    assert!(pulled.size > LAYER as u64, "{pulled:?}");
+    assert!(
+        proxy.cut.load(Ordering::SeqCst),
+        "the connection never dropped"
+    );
+    let forwarded = proxy.forwarded.load(Ordering::SeqCst);
+    assert!(
+        forwarded < (LAYER + 4 * 1024 * 1024) as u64,
+        "{forwarded} bytes forwarded: the layer was not resumed"
+    );
+
+    // It runs, and its padding arrived whole.
+    let mut check = spec("check", &through_proxy, &["-c", "wc -c < /padding"]);
+    check.command = Some(vec!["/bin/sh".into()]);
+    container.create(check).await.unwrap();
+    container.start("check".into()).await.unwrap();
+    assert_eq!(next_exit(&mut bench).await["code"], 0);
+    let mut container = bench.view::<Container>();
+    let logs = container.logs("check".into(), 100).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout).trim(),
+        LAYER.to_string()
+    );
+
+    // Without the login the registry refuses, and the error says so.
+    let mut anonymous = config_without_login(&containerd, &registry, &proxy.addr);
+    anonymous.registry.credentials = None;
+    let mut bench = Bench::with_config(grant, FakeHost::default(), anonymous);
+    let mut container = bench.view::<Container>();
+    let refused = container.pull(through_proxy, PullPolicy::Always).await;
+    match refused {
+        Err(CapError::Internal(message)) => {
+            assert!(message.contains("refused access"), "{message}");
+            assert!(message.contains("credentials"), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+        other => panic!("an anonymous pull was not refused: {other:?}"),
+    }
+    remove_everything(&bench).await;
+}
+
+fn config_without_login(
+    containerd: &TestContainerd,
+    registry: &TestRegistry,
+    proxy: &str,
+) -> CapsConfig {
+    let mut config = config(containerd, registry);
+    config.registry.insecure.push(proxy.to_string());
+    config
 }

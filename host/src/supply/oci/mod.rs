@@ -24,7 +24,7 @@ mod signature;
 mod upload;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// The registry parsers a pull runs on a registry's answers, reachable without a
 /// network for the fuzz targets in `fuzz/`. Not a stable API.

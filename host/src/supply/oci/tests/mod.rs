@@ -2,7 +2,7 @@
 //! files come from `htpasswd`, package `apache2-utils`; token-auth keys from `openssl`),
 //! started per test.
 
-mod harness;
+pub(crate) mod harness;
 mod network_tests;
 mod registry_tests;
 mod signing_tests;
