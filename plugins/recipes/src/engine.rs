@@ -233,7 +233,7 @@ impl Engine {
             let current = record.fingerprint == component.fingerprint;
             let needs_launch = !(launched || (current && record.phase.running()));
             if needs_launch {
-                if record.process.is_some() {
+                if record.has_workload() {
                     self.runner.stop(None, record);
                 }
                 record.fingerprint = component.fingerprint.clone();
@@ -368,7 +368,7 @@ impl Engine {
         let Some(record) = self.records.get_mut(name) else {
             return;
         };
-        if record.process.is_some() || record.phase.running() {
+        if record.has_workload() || record.phase.running() {
             cairn_sdk::info!("stopping {name}");
         }
         self.runner.stop(component.as_ref(), record);

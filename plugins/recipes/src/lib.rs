@@ -17,6 +17,8 @@
 // The caller (recipe installs) is still being written.
 mod artifact;
 mod commands;
+mod container;
+mod container_runner;
 mod engine;
 mod plan;
 mod recipe;
@@ -156,6 +158,8 @@ impl Plugin for Recipes {
             self.engine.supervise();
         } else if let Some(exited) = Exited::from_event(&event) {
             self.engine.on_exit(&exited);
+        } else if let Some(exited) = cairn_sdk::container::Exited::from_event(&event) {
+            self.engine.on_container_exit(&exited);
         } else if let Some(check) = event.topic.strip_prefix("health/changed/") {
             let Some(component) = check.strip_prefix("recipes.") else {
                 return Ok(());

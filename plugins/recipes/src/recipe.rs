@@ -91,8 +91,8 @@ pub struct Run {
     #[serde(default)]
     pub security: Security,
     pub health: Option<HealthCheck>,
-    /// Reserved for container workloads.
-    pub container: Option<toml::Table>,
+    /// The container of a `type = "container"` run.
+    pub container: Option<crate::container::ContainerRun>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
@@ -345,18 +345,32 @@ impl Artifact {
 
 impl Run {
     fn validate(&self) -> Result<(), String> {
-        if self.kind == RunKind::Container || self.container.is_some() {
-            return Err(
-                "lifecycle.run type \"container\" is not supported yet; use type = \"process\""
-                    .into(),
-            );
-        }
-        let exec = self
-            .exec
-            .as_ref()
-            .ok_or("lifecycle.run needs [lifecycle.run.exec] with a command")?;
-        if exec.command.trim().is_empty() {
-            return Err("lifecycle.run.exec.command is empty".into());
+        match (self.kind, &self.container, &self.exec) {
+            (RunKind::Container, Some(container), None) => container.validate()?,
+            (RunKind::Container, None, _) => {
+                return Err(
+                    "lifecycle.run type \"container\" needs [lifecycle.run.container] with an image"
+                        .into(),
+                );
+            }
+            (RunKind::Container, Some(_), Some(_)) => {
+                return Err(
+                    "lifecycle.run type \"container\" runs [lifecycle.run.container]; [lifecycle.run.exec] belongs to type \"process\""
+                        .into(),
+                );
+            }
+            (RunKind::Process, Some(_), _) => {
+                return Err(
+                    "[lifecycle.run.container] needs lifecycle.run type = \"container\"".into(),
+                );
+            }
+            (RunKind::Process, None, None) => {
+                return Err("lifecycle.run needs [lifecycle.run.exec] with a command".into());
+            }
+            (RunKind::Process, None, Some(exec)) if exec.command.trim().is_empty() => {
+                return Err("lifecycle.run.exec.command is empty".into());
+            }
+            (RunKind::Process, None, Some(_)) => {}
         }
         for (key, value) in [
             ("grace", &self.grace),

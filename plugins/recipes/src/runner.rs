@@ -74,6 +74,39 @@ impl Runner {
         let Some(run) = recipe.run() else {
             return Ok(());
         };
+        match &run.container {
+            Some(container) => self.launch_container(component, container, record)?,
+            None => self.launch_process(component, &dir, record)?,
+        }
+        record.health = None;
+        let timing = recipe.timing();
+        let started = record.started_at_ms;
+        match &run.health {
+            // Probed by this plugin inside the container (see container_runner).
+            Some(health)
+                if record.container.is_some()
+                    && crate::container_runner::exec_check(Some(health)).is_some() =>
+            {
+                record.due_ms = started + units::millis(timing.start_timeout);
+            }
+            Some(health) => {
+                self.register_health(component, health)?;
+                record.due_ms = started + units::millis(timing.start_timeout);
+            }
+            None => record.due_ms = started + units::millis(timing.grace),
+        }
+        Ok(())
+    }
+
+    /// Spawns the component's process; fills the record.
+    fn launch_process(
+        &mut self,
+        component: &Component,
+        dir: &str,
+        record: &mut Record,
+    ) -> Result<(), String> {
+        let recipe = &component.recipe;
+        let dir = dir.to_string();
         if let Ok(Some(stale)) = process::find(&component.name)
             && stale.running()
         {
@@ -110,14 +143,6 @@ impl Runner {
         record.process = Some(id.0);
         record.pid = Some(info.pid);
         record.started_at_ms = info.started_at_ms;
-        record.health = None;
-        let timing = recipe.timing();
-        if let Some(health) = &run.health {
-            self.register_health(component, health)?;
-            record.due_ms = info.started_at_ms + units::millis(timing.start_timeout);
-        } else {
-            record.due_ms = info.started_at_ms + units::millis(timing.grace);
-        }
         Ok(())
     }
 
@@ -253,14 +278,15 @@ impl Runner {
         if let (Some(component), Some(shutdown)) = (
             component,
             recipe.and_then(|recipe| recipe.lifecycle.shutdown.as_ref()),
-        ) && record.process.is_some()
+        ) && record.has_workload()
             && let Err(err) =
                 self.run_script(component, "shutdown", shutdown, Duration::from_secs(30))
         {
             cairn_sdk::warn!("{err}");
         }
+        let grace = recipe.map_or(Duration::from_secs(10), |recipe| recipe.timing().stop_grace);
+        self.stop_container(record, grace);
         if let Some(id) = record.process.take() {
-            let grace = recipe.map_or(Duration::from_secs(10), |recipe| recipe.timing().stop_grace);
             match process::stop(ProcessId(id), grace) {
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(err) => cairn_sdk::warn!("cannot stop {}: {err}", record.name),
@@ -279,6 +305,11 @@ impl Runner {
         let Some(run) = component.recipe.run() else {
             return Readiness::Ready;
         };
+        if record.container.is_some()
+            && crate::container_runner::exec_check(run.health.as_ref()).is_some()
+        {
+            return self.container_readiness(component, record, now_ms);
+        }
         if let Some(health) = &run.health {
             match self.health_state(&component.name) {
                 Ok((state, error)) => {

@@ -80,6 +80,19 @@ pub struct Record {
     pub last_error: Option<String>,
     /// Note from the host on limits it could not apply.
     pub limits_note: Option<String>,
+    /// The container it runs as (`type = "container"`), by name; kept after
+    /// an exit until the next start replaces it.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// The image its container runs, pinned by digest (`REPOSITORY@sha256:…`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `cmd:` checks run inside its container: when the next probe is due.
+    #[serde(default)]
+    pub probe_due_ms: u64,
+    /// `cmd:` checks run inside its container: failures in a row.
+    #[serde(default)]
+    pub probe_failures: u32,
 }
 
 impl Record {
@@ -98,7 +111,16 @@ impl Record {
             health: None,
             last_error: None,
             limits_note: None,
+            container: None,
+            image: None,
+            probe_due_ms: 0,
+            probe_failures: 0,
         }
+    }
+
+    /// Whether a process or container of it may exist.
+    pub fn has_workload(&self) -> bool {
+        self.process.is_some() || self.container.is_some()
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
+use cairn_sdk::container;
 use cairn_sdk::process::{self, Exited, ProcessId};
 
 use crate::engine::{Action, Engine, now_ms};
@@ -42,9 +43,35 @@ impl Engine {
         };
         let _ = process::forget(ProcessId(exited.id));
         record.process = None;
+        self.ended(&exited.name, how, exited.code == Some(0));
+    }
+
+    /// A container of this plugin ended (its record stays until the next
+    /// start replaces it, so its logs can be read).
+    pub fn on_container_exit(&mut self, exited: &container::Exited) {
+        let Some(record) = self.records.get(&exited.name) else {
+            return;
+        };
+        if record.container.as_deref() != Some(exited.name.as_str()) || !record.phase.running() {
+            return;
+        }
+        let how = match (exited.oom, exited.code) {
+            (true, _) => "was killed for lack of memory (OOM)".to_string(),
+            (false, Some(code)) => format!("exited with code {code}"),
+            (false, None) => "exited".to_string(),
+        };
+        self.ended(&exited.name, how, exited.code == Some(0) && !exited.oom);
+    }
+
+    /// Its process or container ended: a failed start, or a failure to
+    /// handle per its restart policy.
+    fn ended(&mut self, name: &str, how: String, clean_exit: bool) {
+        let Some(record) = self.records.get_mut(name) else {
+            return;
+        };
         record.pid = None;
         let in_operation = self.operation.as_ref().is_some_and(|operation| {
-            operation.stage == Stage::Layers && operation.launched.contains(&exited.name)
+            operation.stage == Stage::Layers && operation.launched.iter().any(|n| n == name)
         }) && record.phase == Phase::Starting;
         if in_operation {
             record.phase = Phase::Failed;
@@ -54,9 +81,8 @@ impl Engine {
             return;
         }
         if record.phase.running() {
-            cairn_sdk::warn!("{} {how}", exited.name);
-            let name = exited.name.clone();
-            self.failure(&name, how, exited.code == Some(0));
+            cairn_sdk::warn!("{name} {how}");
+            self.failure(name, how, clean_exit);
         }
     }
 
@@ -151,15 +177,54 @@ impl Engine {
         }
     }
 
+    /// `cmd:` checks of ready containers, run inside them by this plugin
+    /// (the `health` plugin cannot reach this plugin's containers): after
+    /// `failure_threshold` failures in a row the component has failed.
+    fn probe_ready_containers(&mut self, now: u64) {
+        let due: Vec<String> = self
+            .records
+            .values()
+            .filter(|record| {
+                record.phase == Phase::Ready
+                    && record.container.is_some()
+                    && now >= record.probe_due_ms
+            })
+            .map(|record| record.name.clone())
+            .collect();
+        for name in due {
+            let Some(component) = self.component(&name) else {
+                continue;
+            };
+            let threshold = component
+                .recipe
+                .run()
+                .and_then(|run| run.health.as_ref())
+                .and_then(|health| health.failure_threshold)
+                .unwrap_or(3);
+            let Some(record) = self.records.get_mut(&name) else {
+                continue;
+            };
+            let Some(outcome) = self.runner.probe_container(&component, record, now) else {
+                continue;
+            };
+            if let Err(error) = outcome
+                && record.probe_failures >= threshold
+            {
+                self.on_health(&name, "unhealthy", Some(error));
+            }
+        }
+    }
+
     /// The periodic pass over the applied plan (not during an operation).
     pub fn supervise(&mut self) {
-        if self.operation.is_some() {
+        if self.operation.is_some() || self.applied.is_none() {
             return;
         }
+        let now = now_ms();
+        self.probe_ready_containers(now);
         let Some(plan) = &self.applied else {
             return;
         };
-        let now = now_ms();
         // Most ticks find every component ready: only the others are looked at.
         let pending: Vec<String> = plan
             .layers
@@ -236,6 +301,22 @@ impl Engine {
             let Some(record) = self.records.get_mut(&name) else {
                 continue;
             };
+            if let Some(container_name) = record.container.clone() {
+                match container::info(&container_name) {
+                    Ok(info) if info.running => record.pid = info.pid,
+                    outcome => {
+                        let (code, oom) = outcome
+                            .map(|info| (info.exit_code, info.oom_killed))
+                            .unwrap_or((None, false));
+                        self.on_container_exit(&container::Exited {
+                            name: container_name,
+                            code,
+                            oom,
+                        });
+                    }
+                }
+                continue;
+            }
             let Some(id) = record.process else {
                 continue;
             };
@@ -275,6 +356,20 @@ impl Engine {
                 }
             }
             Err(err) => cairn_sdk::warn!("cannot list processes: {err}"),
+        }
+        // Containers no component records (a start interrupted by a crash).
+        // Without the grant (or containerd) there is nothing to sweep.
+        if let Ok(containers) = container::list() {
+            for info in containers {
+                let known = self
+                    .records
+                    .values()
+                    .any(|record| record.container.as_deref() == Some(info.name.as_str()));
+                if !known {
+                    cairn_sdk::warn!("removing container {}: no component owns it", info.name);
+                    let _ = container::remove(&info.name);
+                }
+            }
         }
     }
 
@@ -382,12 +477,12 @@ impl Engine {
             .reload
             .clone()
             .ok_or_else(|| format!("{name} has no [lifecycle.reload]"))?;
-        let process = self
+        let running = self
             .records
             .get(name)
             .filter(|record| record.phase.running())
-            .and_then(|record| record.process)
             .ok_or_else(|| format!("{name} is not running"))?;
+        let (process, in_container) = (running.process, running.container.clone());
         let how = match &reload.signal {
             Some(signal) => format!("signal {signal}"),
             None => "reload script".to_string(),
@@ -397,8 +492,13 @@ impl Engine {
             return Ok(actions);
         }
         match (&reload.signal, &reload.script) {
-            (Some(signal), _) => process::signal(ProcessId(process), signal)
-                .map_err(|err| format!("cannot signal {name}: {err}"))?,
+            (Some(signal), _) => match (in_container, process) {
+                (Some(container_name), _) => container::kill(&container_name, signal)
+                    .map_err(|err| format!("cannot signal {name}: {err}"))?,
+                (None, Some(process)) => process::signal(ProcessId(process), signal)
+                    .map_err(|err| format!("cannot signal {name}: {err}"))?,
+                (None, None) => return Err(format!("{name} is not running")),
+            },
             (None, Some(script)) => {
                 let script = crate::recipe::Script {
                     script: script.clone(),
@@ -431,6 +531,13 @@ impl Engine {
             let Some(record) = self.records.get_mut(name) else {
                 continue;
             };
+            if let Some(container_name) = &record.container
+                && record.phase.running()
+                && !container::info(container_name).is_ok_and(|info| info.running)
+            {
+                record.phase = Phase::Failed;
+                record.last_error = Some("its container is not running".into());
+            }
             if let Some(id) = record.process {
                 let alive = process::info(ProcessId(id)).is_ok_and(|info| info.running());
                 if !alive {

@@ -136,7 +136,24 @@ fn semantic_errors_are_named() {
         )
         .unwrap_err()
     };
-    assert!(bad("[lifecycle.run]\ntype = \"container\"\n").contains("not supported yet"));
+    assert!(
+        bad("[lifecycle.run]\ntype = \"container\"\n").contains("needs [lifecycle.run.container]")
+    );
+    let container = |body: &str| {
+        bad(&format!(
+            "[lifecycle.run]\ntype = \"container\"\n[lifecycle.run.container]\n{body}"
+        ))
+    };
+    assert!(container("image = \"r/x:1\"\npull_policy = \"sometimes\"\n").contains("pull_policy"));
+    assert!(container("image = \"r/x:1\"\nnetwork_mode = \"host\"\n[[lifecycle.run.container.ports]]\nhost_port = 80\ncontainer_port = 80\n").contains("bridge"));
+    assert!(
+        container("image = \"r/x:1\"\n[[lifecycle.run.container.mounts]]\ntarget = \"/data\"\n")
+            .contains("absolute source")
+    );
+    assert!(container("image = \"r/x:1\"\n[[lifecycle.run.container.mounts]]\nsource = \"../up\"\ntarget = \"/data\"\ntype = \"volume\"\n").contains("volume"));
+    assert!(container("image = \"r/x:1\"\n[lifecycle.run.container.resources]\nmemory_mb = 64\nmemory_swap = 32\n").contains("memory_swap"));
+    assert!(container("image = \"r/x:1\"\nimgae = \"typo\"\n").contains("unknown key"));
+    assert!(bad("[lifecycle.run.container]\nimage = \"r/x:1\"\n").contains("type = \"container\""));
     assert!(bad("[lifecycle.run]\n").contains("needs [lifecycle.run.exec]"));
     assert!(
         bad("[[artifacts]]\nuri = \"ftp://x\"\nsha256 = \"00\"\n").contains("http:// or https://")
@@ -258,4 +275,93 @@ fn plan_errors() {
     .unwrap();
     let args = exec_args(&plan, "db");
     assert_eq!(args, &vec!["5".to_string()]);
+}
+
+#[test]
+fn a_container_recipe_has_every_keystone_field_and_more() {
+    let text = r#"
+[metadata]
+name = "db"
+version = "1.0.0"
+
+[lifecycle.run]
+type = "container"
+restart_policy = "always"
+
+[lifecycle.run.container]
+image = "registry.local:5000/db/postgres:16"
+pull_policy = "always"
+network_mode = "bridge"
+user = "999:999"
+hostname = "db"
+privileged = false
+command = ["/usr/local/bin/docker-entrypoint.sh"]
+args = ["postgres", "-c", "max_connections=20"]
+working_dir = "/var/lib/postgresql"
+env = { POSTGRES_DB = "app" }
+labels = { tier = "data" }
+
+[[lifecycle.run.container.ports]]
+host_ip = "127.0.0.1"
+host_port = 15432
+container_port = 5432
+protocol = "tcp"
+
+[[lifecycle.run.container.mounts]]
+source = "pgdata"
+target = "/var/lib/postgresql/data"
+type = "volume"
+
+[[lifecycle.run.container.mounts]]
+source = "/etc/app/pg.conf"
+target = "/etc/postgresql/postgresql.conf"
+type = "bind"
+read_only = true
+
+[[lifecycle.run.container.mounts]]
+target = "/tmp"
+type = "tmpfs"
+
+[lifecycle.run.container.resources]
+memory_mb = 256
+memory_swap = 512
+cpu_shares = 512
+cpu_quota = 50000
+cpu_period = 100000
+pids_limit = 64
+
+[lifecycle.run.health]
+check = "cmd:/usr/bin/pg_isready -q"
+"#;
+    let recipe = Recipe::parse("db.toml", text).unwrap();
+    let container = recipe.run().unwrap().container.as_ref().unwrap();
+    assert_eq!(
+        container.pull_policy(),
+        cairn_sdk::container::PullPolicy::Always
+    );
+    assert_eq!(container.resources.memory_mb, Some(256));
+    assert_eq!(container.resources.cpu_period, Some(100_000));
+    assert_eq!(container.volumes().collect::<Vec<_>>(), ["pgdata"]);
+    let spec = format!(
+        "{:?}",
+        container.spec(
+            "db",
+            "registry.local:5000/db/postgres:16",
+            "/srv/volumes/db"
+        )
+    );
+    for expected in [
+        "memory-bytes: Some(268435456)",
+        "memory-swap-bytes: Some(536870912)",
+        "cpu-quota: Some(50000)",
+        "pids-limit: Some(64)",
+        "cpu-shares: Some(512)",
+        "/srv/volumes/db/pgdata",
+        "host-ip: Some(\"127.0.0.1\")",
+        "network: NetworkMode::Bridge",
+        "max_connections=20",
+        "working-dir: Some(\"/var/lib/postgresql\")",
+    ] {
+        assert!(spec.contains(expected), "{expected} not in {spec}");
+    }
 }

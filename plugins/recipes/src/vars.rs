@@ -57,7 +57,8 @@ pub fn substitute(text: &str, vars: &Vars, what: &str) -> Result<String, String>
 
 /// Substitutes every value a recipe hands to the outside world: artifact
 /// locations and headers, the command line, its environment, the user and the
-/// health check. Scripts are left alone: the shell expands the variables,
+/// health check, and the container's image, command, arguments, directories,
+/// user, host name, environment and mount sources. Scripts are left alone: the shell expands the variables,
 /// which they also receive in their environment.
 pub fn apply(recipe: &mut Recipe, vars: &Vars) -> Result<(), String> {
     let sub = |value: &mut String, what: &str| -> Result<(), String> {
@@ -94,6 +95,36 @@ pub fn apply(recipe: &mut Recipe, vars: &Vars) -> Result<(), String> {
         }
         if let Some(health) = &mut run.health {
             sub(&mut health.check, "lifecycle.run.health.check")?;
+        }
+        if let Some(container) = &mut run.container {
+            const AT: &str = "lifecycle.run.container";
+            sub(&mut container.image, &format!("{AT}.image"))?;
+            for list in [&mut container.command, &mut container.args]
+                .into_iter()
+                .flatten()
+            {
+                for item in list {
+                    sub(item, &format!("{AT}.command/args"))?;
+                }
+            }
+            for value in [
+                &mut container.working_dir,
+                &mut container.user,
+                &mut container.hostname,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                sub(value, AT)?;
+            }
+            for (name, value) in &mut container.env {
+                sub(value, &format!("{AT}.env.{name}"))?;
+            }
+            for mount in &mut container.mounts {
+                if let Some(source) = &mut mount.source {
+                    sub(source, &format!("{AT}.mounts.source"))?;
+                }
+            }
         }
     }
     Ok(())
