@@ -699,9 +699,14 @@ async fn a_pull_logs_in_and_resumes_after_the_registry_drops_mid_layer() {
         ))
         .unwrap()
     };
-    let mut push_options = options(&registry);
-    push_options.credentials = Some(login(&registry.address));
-    let image = push_busybox_with(&push_options, &registry.address, "apps/big", "1", LAYER).await;
+    let image = push_busybox_with(
+        &registry.address,
+        Some(("edge", "s3cret")),
+        "apps/big",
+        "1",
+        LAYER,
+    )
+    .await;
 
     let mut config = config(&containerd, &registry);
     config.registry.insecure.push(proxy.addr.clone());
