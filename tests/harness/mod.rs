@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod containers;
 pub mod http;
 pub mod mosquitto;
 pub mod proxy;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::harness::{Daemon, plugin_wasm};
+use super::harness::{Daemon, Options, plugin_wasm};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -68,6 +68,8 @@ pub struct Extra {
     pub http_client: String,
     /// More `[[grants.process.allow]]` entries.
     pub process: String,
+    /// More grant tables (`[grants.container]`…).
+    pub grants: String,
 }
 
 pub fn recipes_policy(root: &Path, extra: &Extra) -> String {
@@ -79,6 +81,7 @@ pub fn recipes_policy(root: &Path, extra: &Extra) -> String {
     };
     let config = &extra.config;
     let process = &extra.process;
+    let grants = &extra.grants;
     format!(
         r#"[plugin]
 name = "recipes"
@@ -108,6 +111,7 @@ allow-shell = true
 exe = "/bin/sh"
 args = ["**"]
 {process}
+{grants}
 "#
     )
 }
@@ -119,7 +123,12 @@ pub fn fixture() -> Fixture {
 
 /// A fixture whose `recipes` policy gets `extra(root)`.
 pub fn fixture_with(extra: impl FnOnce(&Path) -> Extra) -> Fixture {
-    let daemon = Daemon::start();
+    fixture_with_options(Options::default(), extra)
+}
+
+/// A fixture whose daemon starts with `options`.
+pub fn fixture_with_options(options: Options, extra: impl FnOnce(&Path) -> Extra) -> Fixture {
+    let daemon = Daemon::start_with(options);
     let root = daemon.root().join("components-root");
     fs::create_dir_all(&root).unwrap();
     daemon.write_policy("health", &health_policy());

@@ -300,6 +300,8 @@ impl Handlers<'_> {
                     "layer": plan.and_then(|plan| plan.layer_of(name)),
                     "started-at-ms": (record.started_at_ms > 0).then_some(record.started_at_ms),
                     "limits-note": record.limits_note,
+                    "container": record.container,
+                    "image": record.image,
                 }))
             })
             .collect()

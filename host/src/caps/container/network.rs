@@ -119,7 +119,9 @@ impl BridgeNetwork<'_> {
         let mut child = tokio::process::Command::new(&exe)
             .env_clear()
             .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", id)
+            // Unique per containerd namespace: two daemons' containers of the
+            // same name must not share iptables chains.
+            .env("CNI_CONTAINERID", format!("{}.{id}", self.config.namespace))
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", ifname)
             .env("CNI_PATH", &self.config.cni_dir)

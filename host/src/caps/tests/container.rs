@@ -645,7 +645,7 @@ async fn a_bridge_network_maps_a_port_and_is_cleaned_up_on_removal() {
     let direct = http_get(&format!("{ip}:8080")).await;
     assert!(direct.contains("hello from the bridge"), "{direct}");
     assert!(!command_output("ip", &["-o", "link", "show", "master", "cairntest0"]).is_empty());
-    let id = created.id.clone();
+    let id = format!("cairn-test.{}", created.id);
     assert!(command_output("iptables-save", &["-t", "nat"]).contains(&id));
 
     // Ports outside the grant are refused before anything is set up.
