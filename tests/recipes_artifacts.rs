@@ -150,6 +150,7 @@ fn fixture_for(server: &Server, trusted: &SigningKey) -> Fixture {
             "[[grants.process.allow]]\nexe = \"{}/components/app/bin/app\"\nargs = []\n[[grants.process.allow]]\nexe = \"/bin/chmod\"\nargs = [\"0755\", \"**\"]\n",
             root.display()
         ),
+        grants: String::new(),
     })
 }
 
