@@ -4,6 +4,7 @@
 //! first). Every measurement that has a native equivalent runs it in the same
 //! process and run, so the ratio is meaningful on a noisy machine.
 
+mod containers;
 mod daemon;
 mod http;
 mod inprocess;
@@ -58,6 +59,10 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("recipes") {
         recipes::run(&cairn)?;
+    }
+    // Needs root and containerd; run with `CAIRN_BENCH=containers`.
+    if only.split(',').any(|g| g.trim() == "containers") {
+        runtime.block_on(containers::run(&cairn))?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::image::RunConfig;
+use crate::caps::process::spawn::{CAPABILITY_NAMES, capability_name};
 
 /// The OCI spec type containerd expects in a container record.
 pub const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -67,48 +68,6 @@ const REFUSED_SYSCALLS: &[&str] = &[
     "vm86old",
     "adjtimex",
     "syslog",
-];
-
-/// Every capability, for privileged containers.
-const ALL_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
 ];
 
 /// A mount, resolved and checked.
@@ -276,9 +235,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, String> {
         })
         .unwrap_or_else(|| "/".into());
     let kept: Vec<&str> = if input.privileged {
-        ALL_CAPABILITIES.to_vec()
+        CAPABILITY_NAMES.to_vec()
     } else {
-        input.capabilities.iter().map(String::as_str).collect()
+        input
+            .capabilities
+            .iter()
+            .map(|name| capability_name(name).ok_or_else(|| format!("unknown capability `{name}`")))
+            .collect::<Result<_, _>>()?
     };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),

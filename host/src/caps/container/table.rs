@@ -534,11 +534,7 @@ impl Containers {
                 container_id: entry.id.clone(),
             }))
             .await;
-        if let Err(status) = deleted
-            && !is_not_found(&status)
-        {
-            return Err(status_error("deleting the container's task", status));
-        }
+        unless_gone(deleted, "deleting the container's task")?;
         network::teardown(&self.engine.config, &self.net_dir(), &entry.id).await;
         let deleted = client
             .containers()
@@ -546,11 +542,7 @@ impl Containers {
                 id: entry.id.clone(),
             }))
             .await;
-        if let Err(status) = deleted
-            && !is_not_found(&status)
-        {
-            return Err(status_error("deleting the container", status));
-        }
+        unless_gone(deleted, "deleting the container")?;
         let _ = client
             .snapshots()
             .remove(self.engine.req(RemoveSnapshotRequest {
@@ -606,6 +598,18 @@ impl Containers {
             labels.insert(IP_LABEL.into(), ip.into());
         }
         labels
+    }
+}
+
+/// A containerd answer, where "not found" (already gone) is success.
+fn unless_gone<T>(
+    answer: Result<T, containerd_client::tonic::Status>,
+    what: &str,
+) -> Result<(), CapError> {
+    match answer {
+        Ok(_) => Ok(()),
+        Err(status) if is_not_found(&status) => Ok(()),
+        Err(status) => Err(status_error(what, status)),
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 /// Linux capability names by number (capability.h).
-const CAPABILITY_NAMES: &[&str] = &[
+pub const CAPABILITY_NAMES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -54,6 +54,12 @@ const CAPABILITY_NAMES: &[&str] = &[
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
+
+/// The canonical name (`CAP_X`) of a capability named `CAP_X` or `x`.
+pub fn capability_name(name: &str) -> Option<&'static str> {
+    let number = usize::try_from(capability_number(name)?).ok()?;
+    CAPABILITY_NAMES.get(number).copied()
+}
 
 /// The number of a capability named `CAP_X` (or `x`, case-insensitively).
 pub fn capability_number(name: &str) -> Option<u32> {

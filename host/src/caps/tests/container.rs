@@ -94,6 +94,13 @@ fn spec(name: &str, image: &str, args: &[&str]) -> ContainerSpec {
     }
 }
 
+/// A container running `script` with `/bin/sh -c`.
+fn shell(name: &str, image: &str, script: &str) -> ContainerSpec {
+    let mut spec = spec(name, image, &["-c", script]);
+    spec.command = Some(vec!["/bin/sh".into()]);
+    spec
+}
+
 fn exec(args: &[&str]) -> ExecSpec {
     ExecSpec {
         args: args.iter().map(|arg| arg.to_string()).collect(),
@@ -258,12 +265,11 @@ async fn a_container_runs_reports_its_exit_and_keeps_its_output() {
         .pull(image.reference.clone(), PullPolicy::IfNotPresent)
         .await
         .unwrap();
-    let mut hello = spec(
+    let hello = shell(
         "hello",
         &image.reference,
-        &["-c", "echo hello from $(hostname); echo oops >&2; exit 3"],
+        "echo hello from $(hostname); echo oops >&2; exit 3",
     );
-    hello.command = Some(vec!["/bin/sh".into()]);
     let created = container.create(hello).await.unwrap();
     assert_eq!(created.state, ContainerState::Created);
     assert_eq!(created.image_digest, image.digest);
@@ -317,8 +323,7 @@ async fn exec_stop_and_limits_work_on_a_running_container() {
         .await
         .unwrap();
     // sleep as PID 1 ignores SIGTERM: stop must fall back to SIGKILL.
-    let mut nap = spec("nap", &image.reference, &["-c", "exec sleep 300"]);
-    nap.command = Some(vec!["/bin/sh".into()]);
+    let mut nap = shell("nap", &image.reference, "exec sleep 300");
     nap.resources.memory_bytes = Some(64 << 20);
     nap.resources.cpu_quota = Some(50_000);
     nap.resources.pids_limit = Some(32);
@@ -451,8 +456,7 @@ async fn creates_beyond_the_grant_are_refused() {
     // Within the grant: a bind mount under /tmp, and a quota of containers.
     let shared = tempfile::tempdir_in("/tmp").unwrap();
     std::fs::write(shared.path().join("note"), "from the host").unwrap();
-    let mut reader = spec("r", &image.reference, &["-c", "cat /data/note"]);
-    reader.command = Some(vec!["/bin/sh".into()]);
+    let mut reader = shell("r", &image.reference, "cat /data/note");
     reader.mounts = vec![Mount {
         kind: MountKind::Bind,
         source: shared.path().display().to_string(),
@@ -491,12 +495,11 @@ async fn a_restarted_daemon_re_adopts_its_containers_and_removes_orphans() {
         .pull(image.reference.clone(), PullPolicy::IfNotPresent)
         .await
         .unwrap();
-    let mut ticker = spec(
+    let ticker = shell(
         "ticker",
         &image.reference,
-        &["-c", "while true; do echo tick; sleep 0.2; done"],
+        "while true; do echo tick; sleep 0.2; done",
     );
-    ticker.command = Some(vec!["/bin/sh".into()]);
     container.create(ticker).await.unwrap();
     container.start("ticker".into()).await.unwrap();
     let pid = container.info("ticker".into()).await.unwrap().pid;
@@ -551,12 +554,11 @@ async fn containers_survive_a_containerd_restart_and_go_with_their_plugin() {
         .pull(image.reference.clone(), PullPolicy::IfNotPresent)
         .await
         .unwrap();
-    let mut nap = spec(
+    let nap = shell(
         "nap",
         &image.reference,
-        &["-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
     );
-    nap.command = Some(vec!["/bin/sh".into()]);
     container.create(nap).await.unwrap();
     container.start("nap".into()).await.unwrap();
 
@@ -620,15 +622,11 @@ async fn a_bridge_network_maps_a_port_and_is_cleaned_up_on_removal() {
         .pull(image.reference.clone(), PullPolicy::IfNotPresent)
         .await
         .unwrap();
-    let mut web = spec(
+    let mut web = shell(
         "web",
         &image.reference,
-        &[
-            "-c",
-            "mkdir -p /tmp/www && echo hello from the bridge > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
-        ],
+        "mkdir -p /tmp/www && echo hello from the bridge > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
     );
-    web.command = Some(vec!["/bin/sh".into()]);
     web.network = NetworkMode::Bridge;
     web.ports = vec![Port {
         host_ip: None,
@@ -732,8 +730,7 @@ async fn a_pull_logs_in_and_resumes_after_the_registry_drops_mid_layer() {
     );
 
     // It runs, and its padding arrived whole.
-    let mut check = spec("check", &through_proxy, &["-c", "wc -c < /padding"]);
-    check.command = Some(vec!["/bin/sh".into()]);
+    let check = shell("check", &through_proxy, "wc -c < /padding");
     container.create(check).await.unwrap();
     container.start("check".into()).await.unwrap();
     assert_eq!(next_exit(&mut bench).await["code"], 0);
