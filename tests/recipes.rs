@@ -281,7 +281,7 @@ fn bad_plans_are_refused_with_clear_errors_and_change_nothing() {
     text["recipes"]["box.toml"] = json!(recipe);
     let err = fx.apply(text).unwrap_err();
     assert!(
-        err.contains("container") && err.contains("is not supported yet"),
+        err.contains("container") && err.contains("needs [lifecycle.run.container]"),
         "{err}"
     );
 

@@ -73,6 +73,8 @@ max-processes = 64
 [[grants.process.allow]]
 exe = "/bin/sleep"
 args = ["*"]
+[grants.container]
+images = []
 "#
         ),
     )?;

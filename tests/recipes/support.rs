@@ -81,7 +81,13 @@ pub fn recipes_policy(root: &Path, extra: &Extra) -> String {
     };
     let config = &extra.config;
     let process = &extra.process;
-    let grants = &extra.grants;
+    // Recipes imports the container capability: a grant allowing no image
+    // unless the test gives its own.
+    let grants = if extra.grants.contains("[grants.container]") {
+        extra.grants.clone()
+    } else {
+        format!("{}\n[grants.container]\nimages = []\n", extra.grants)
+    };
     format!(
         r#"[plugin]
 name = "recipes"

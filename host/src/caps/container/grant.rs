@@ -15,6 +15,8 @@ use crate::supply::oci::Reference;
 pub struct ContainerGrant {
     /// Image repositories (`HOST[:PORT]/REPO`, `*` matching any run of
     /// characters), each optionally pinned to one manifest (`…@sha256:…`).
+    /// Empty: the plugin may import the capability but use no image (a
+    /// plugin that runs containers only on some devices).
     pub images: Vec<String>,
     /// Images must carry a cosign signature by one of `signers`.
     #[serde(default)]
@@ -131,9 +133,6 @@ fn check_path(path: &str) -> Result<(), String> {
 
 /// Checks beyond the types (called from `Capability::validate`).
 pub fn validate(grant: &ContainerGrant) -> Result<(), String> {
-    if grant.images.is_empty() {
-        return Err("allows no image: list repositories under `images`".into());
-    }
     for image in &grant.images {
         let pattern = image_pattern(image);
         // A colon is fine in HOST:PORT, not as a tag.
@@ -257,8 +256,8 @@ mod tests {
     #[test]
     fn grants_are_validated() {
         assert!(grant("images = [\"127.0.0.1:5000/test/*\"]").is_ok());
+        assert!(grant("images = []").is_ok());
         for bad in [
-            "images = []",
             "images = [\"busybox\"]",
             "images = [\"r/busybox:1\"]",
             "images = [\"r/busybox@sha256:12\"]",

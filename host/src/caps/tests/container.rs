@@ -19,6 +19,9 @@ use crate::contract::bindings::cairn::host::container::{
     Protocol, PullPolicy, Resources,
 };
 use crate::contract::testing::FakeHost;
+use crate::state::digest::Digest;
+use crate::supply::oci::{Reference, Registry};
+use crate::supply::signing::{SigningKey, generate_key_pair};
 
 /// Real containerd, a registry holding a busybox image, and a bench whose
 /// plugin has `grant` (`{registry}` is replaced by the registry's address).
@@ -229,26 +232,61 @@ async fn pulls_outside_the_grant_tampered_or_unsigned_are_refused() {
     assert!(container.images().await.unwrap().is_empty());
     drop(image);
 
-    // A grant that requires signatures refuses an unsigned image.
+    // A grant that requires signatures: an image signed by a trusted key the
+    // grant names is pulled; unsigned or signed by another key, refused.
+    let keys = tempfile::tempdir().unwrap();
+    let (release_key, release_pub) = generate_key_pair(&keys.path().join("release")).unwrap();
+    let (other_key, other_pub) = generate_key_pair(&keys.path().join("other")).unwrap();
     let signed_grant = format!(
         "[grants.container]\nimages = [\"{}/apps/*\"]\nrequire-signatures = true\nsigners = [\"release\"]\n",
         registry.address
     );
     let containerd = TestContainerd::start();
-    let mut signed = Bench::with_config(
-        &signed_grant,
-        FakeHost::default(),
-        config(&containerd, &registry),
-    );
-    let mut container = signed.view::<Container>();
+    let mut signing_config = config(&containerd, &registry);
+    signing_config.trust_keys = [
+        ("release".to_string(), release_pub),
+        ("other".to_string(), other_pub),
+    ]
+    .into_iter()
+    .collect();
+    let mut signed = Bench::with_config(&signed_grant, FakeHost::default(), signing_config);
+    let client = Registry::new(options(&registry)).unwrap();
+    let sign = |image: &TestImage, key: &std::path::Path| {
+        let reference = Reference::parse(&image.reference).unwrap();
+        let digest = Digest::parse(&image.digest).unwrap();
+        let key = SigningKey::load(key).unwrap();
+        let client = &client;
+        async move {
+            client
+                .sign(&reference, &digest, &key, &Default::default())
+                .await
+                .unwrap();
+        }
+    };
+    let good = push_busybox(&registry, "apps/signed", "1", 0).await;
+    sign(&good, &release_key).await;
+    let foreign = push_busybox(&registry, "apps/foreign", "1", 0).await;
+    sign(&foreign, &other_key).await;
     let unsigned = push_busybox(&registry, "apps/unsigned", "1", 0).await;
+    let mut container = signed.view::<Container>();
+    let pulled = container
+        .pull(good.reference.clone(), PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(pulled.signed_by, ["release"]);
     assert_denied(
         container
             .pull(unsigned.reference.clone(), PullPolicy::Always)
             .await,
         "not signed",
     );
-    assert_eq!(signed.denials(), 1);
+    assert_denied(
+        container
+            .pull(foreign.reference.clone(), PullPolicy::Always)
+            .await,
+        "not signed",
+    );
+    assert_eq!(signed.denials(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -766,4 +804,25 @@ fn config_without_login(
     let mut config = config(containerd, registry);
     config.registry.insecure.push(proxy.to_string());
     config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_without_images_refuses_every_image() {
+    let containerd = TestContainerd::start();
+    let registry = TestRegistry::start();
+    let image = push_busybox(&registry, "apps/busybox", "1", 0).await;
+    let mut bench = Bench::with_config(
+        "[grants.container]\nimages = []\n",
+        FakeHost::default(),
+        config(&containerd, &registry),
+    );
+    let mut container = bench.view::<Container>();
+    assert_denied(
+        container
+            .pull(image.reference.clone(), PullPolicy::Always)
+            .await,
+        "outside the grant",
+    );
+    assert!(container.list().await.unwrap().is_empty());
+    assert_eq!(bench.denials(), 1);
 }
