@@ -70,6 +70,26 @@ const REFUSED_SYSCALLS: &[&str] = &[
     "syslog",
 ];
 
+/// The capabilities in the daemon's own bounding set: what a privileged
+/// container gets (more would be refused by the kernel).
+fn daemon_capabilities() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    CAPABILITY_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// A mount, resolved and checked.
 pub struct SpecMount {
     pub tmpfs: bool,
@@ -235,7 +255,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, String> {
         })
         .unwrap_or_else(|| "/".into());
     let kept: Vec<&str> = if input.privileged {
-        CAPABILITY_NAMES.to_vec()
+        daemon_capabilities()
     } else {
         input
             .capabilities

@@ -826,3 +826,57 @@ async fn a_grant_without_images_refuses_every_image() {
     assert!(container.list().await.unwrap().is_empty());
     assert_eq!(bench.denials(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn granted_host_network_and_privilege_are_applied_and_the_default_drops_every_capability() {
+    let Setup {
+        mut bench,
+        image,
+        containerd: _containerd,
+        registry: _registry,
+    } = setup(&GRANT.replace(
+        "[grants.container]\n",
+        "[grants.container]\nhost-network = true\nprivileged = true\n",
+    ))
+    .await;
+    let mut container = bench.view::<Container>();
+    container
+        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
+        .await
+        .unwrap();
+    let script = "grep CapEff /proc/self/status; ls /sys/class/net";
+    let plain = shell("plain", &image.reference, script);
+    let mut host = shell("host", &image.reference, script);
+    host.network = NetworkMode::Host;
+    let mut privileged = shell("root", &image.reference, script);
+    privileged.privileged = true;
+    for spec in [plain, host, privileged] {
+        container.create(spec).await.unwrap();
+    }
+    for name in ["plain", "host", "root"] {
+        container.start(name.into()).await.unwrap();
+        assert_eq!(next_exit(&mut bench).await["code"], 0);
+        container = bench.view::<Container>();
+    }
+    let output = |logs: crate::contract::bindings::cairn::host::container::LogTail| {
+        String::from_utf8_lossy(&logs.stdout).into_owned()
+    };
+    let plain = output(container.logs("plain".into(), 4096).await.unwrap());
+    let host = output(container.logs("host".into(), 4096).await.unwrap());
+    let root = output(container.logs("root".into(), 4096).await.unwrap());
+    assert!(plain.contains("CapEff:\t0000000000000000"), "{plain}");
+    assert_eq!(plain.lines().skip(1).collect::<Vec<_>>(), ["lo"], "{plain}");
+    let host_interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        host_interfaces
+            .iter()
+            .all(|name| host.contains(name.as_str())),
+        "{host}"
+    );
+    assert!(!root.contains("CapEff:\t0000000000000000"), "{root}");
+    remove_everything(&bench).await;
+}
