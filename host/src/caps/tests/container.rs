@@ -69,6 +69,19 @@ async fn setup(grant: &str) -> Setup {
     }
 }
 
+/// [`setup`], with the image pulled.
+async fn setup_pulled(grant: &str) -> Setup {
+    let mut setup = setup(grant).await;
+    let reference = setup.image.reference.clone();
+    setup
+        .bench
+        .view::<Container>()
+        .pull(reference, PullPolicy::IfNotPresent)
+        .await
+        .expect("the test image is pulled");
+    setup
+}
+
 fn spec(name: &str, image: &str, args: &[&str]) -> ContainerSpec {
     ContainerSpec {
         name: name.into(),
@@ -297,12 +310,8 @@ async fn a_container_runs_reports_its_exit_and_keeps_its_output() {
         containerd: _containerd,
         registry: _registry,
         ..
-    } = setup(GRANT).await;
+    } = setup_pulled(GRANT).await;
     let mut container = bench.view::<Container>();
-    container
-        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
-        .await
-        .unwrap();
     let hello = shell(
         "hello",
         &image.reference,
@@ -354,12 +363,8 @@ async fn exec_stop_and_limits_work_on_a_running_container() {
         containerd: _containerd,
         registry: _registry,
         ..
-    } = setup(GRANT).await;
+    } = setup_pulled(GRANT).await;
     let mut container = bench.view::<Container>();
-    container
-        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
-        .await
-        .unwrap();
     // sleep as PID 1 ignores SIGTERM: stop must fall back to SIGKILL.
     let mut nap = shell("nap", &image.reference, "exec sleep 300");
     nap.resources.memory_bytes = Some(64 << 20);
@@ -427,12 +432,8 @@ async fn a_container_over_its_memory_limit_is_reported_oom_killed() {
         containerd: _containerd,
         registry: _registry,
         ..
-    } = setup(GRANT).await;
+    } = setup_pulled(GRANT).await;
     let mut container = bench.view::<Container>();
-    container
-        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
-        .await
-        .unwrap();
     let mut hog = spec(
         "hog",
         &image.reference,
@@ -460,12 +461,8 @@ async fn creates_beyond_the_grant_are_refused() {
         containerd: _containerd,
         registry: _registry,
         ..
-    } = setup(GRANT).await;
+    } = setup_pulled(GRANT).await;
     let mut container = bench.view::<Container>();
-    container
-        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
-        .await
-        .unwrap();
     let mut host = spec("h", &image.reference, &[]);
     host.network = NetworkMode::Host;
     assert_denied(container.create(host).await, "host network");
@@ -527,12 +524,8 @@ async fn a_restarted_daemon_re_adopts_its_containers_and_removes_orphans() {
         containerd,
         registry,
         image,
-    } = setup(GRANT).await;
+    } = setup_pulled(GRANT).await;
     let mut container = bench.view::<Container>();
-    container
-        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
-        .await
-        .unwrap();
     let ticker = shell(
         "ticker",
         &image.reference,
@@ -586,12 +579,8 @@ async fn containers_survive_a_containerd_restart_and_go_with_their_plugin() {
         image,
         registry: _registry,
         ..
-    } = setup(GRANT).await;
+    } = setup_pulled(GRANT).await;
     let mut container = bench.view::<Container>();
-    container
-        .pull(image.reference.clone(), PullPolicy::IfNotPresent)
-        .await
-        .unwrap();
     let nap = shell(
         "nap",
         &image.reference,
