@@ -119,7 +119,8 @@ impl Spec {
         self
     }
 
-    /// Runs as `uid` or `uid:gid`.
+    /// Runs as `uid`, `uid:gid`, or `user[:group]` names from the image's
+    /// /etc/passwd and /etc/group.
     pub fn user(mut self, user: &str) -> Spec {
         self.inner.user = Some(user.to_string());
         self

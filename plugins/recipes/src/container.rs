@@ -23,7 +23,7 @@ pub struct ContainerRun {
     pub mounts: Vec<MountSpec>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// `uid` or `uid:gid`.
+    /// `uid[:gid]`, or `user[:group]` names from the image.
     pub user: Option<String>,
     pub hostname: Option<String>,
     #[serde(default)]

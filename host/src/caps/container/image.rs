@@ -463,6 +463,15 @@ pub fn record(image: &Image) -> ImageRecord {
 
 /// Reads a whole blob (at most [`MAX_DOCUMENT`] bytes) from the content store.
 async fn read_blob(engine: &Containerd, digest: &str) -> Result<Vec<u8>, CapError> {
+    read_blob_up_to(engine, digest, MAX_DOCUMENT).await
+}
+
+/// Reads a whole blob of at most `limit` bytes from the content store.
+async fn read_blob_up_to(
+    engine: &Containerd,
+    digest: &str,
+    limit: u64,
+) -> Result<Vec<u8>, CapError> {
     let client = engine.client().await?;
     let mut stream = client
         .content()
@@ -481,9 +490,9 @@ async fn read_blob(engine: &Containerd, digest: &str) -> Result<Vec<u8>, CapErro
         .map_err(|status| status_error(&format!("reading {digest}"), status))?
     {
         bytes.extend_from_slice(&chunk.data);
-        if bytes.len() as u64 > MAX_DOCUMENT {
+        if bytes.len() as u64 > limit {
             return Err(CapError::Rejected(format!(
-                "{digest} is too large to be a manifest"
+                "{digest} is larger than {limit} bytes"
             )));
         }
     }
@@ -495,13 +504,74 @@ async fn read_blob(engine: &Containerd, digest: &str) -> Result<Vec<u8>, CapErro
     Ok(bytes)
 }
 
-/// The config of the image whose manifest (or index) is `target`.
-pub async fn config_of(engine: &Containerd, target: &str) -> Result<ImageConfig, CapError> {
+/// The image manifest of `target` (a manifest, or an index: this platform's).
+async fn manifest_of(engine: &Containerd, target: &str) -> Result<Document, CapError> {
     let mut document = parse_document(&read_blob(engine, target).await?, target)?;
     if document.config.is_none() && !document.manifests.is_empty() {
         let chosen = pick_platform(&document.manifests)?;
         document = parse_document(&read_blob(engine, &chosen.digest).await?, &chosen.digest)?;
     }
+    Ok(document)
+}
+
+/// The file at `path` (relative, e.g. `etc/passwd`, at most 1 MiB) in the
+/// image `target`, read from its layers, the topmost first; `None` when no
+/// layer has it or one deleted it.
+pub async fn file_of(
+    engine: &Containerd,
+    target: &str,
+    path: &str,
+) -> Result<Option<Vec<u8>>, CapError> {
+    use std::io::Read as _;
+    let document = manifest_of(engine, target).await?;
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let whiteout = if dir.is_empty() {
+        format!(".wh.{name}")
+    } else {
+        format!("{dir}/.wh.{name}")
+    };
+    for layer in document.layers.iter().rev() {
+        let blob = read_blob_up_to(engine, &layer.digest, MAX_LAYER).await?;
+        let reader: Box<dyn std::io::Read> = if layer.media_type.ends_with("gzip") {
+            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
+        } else if layer.media_type.ends_with(".tar") || layer.media_type.ends_with("diff.tar") {
+            Box::new(blob.as_slice())
+        } else {
+            return Err(CapError::Unavailable(format!(
+                "cannot read {path} from a layer of type {}",
+                layer.media_type
+            )));
+        };
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries()
+            .map_err(|err| CapError::Rejected(format!("layer {}: {err}", layer.digest)))?;
+        for entry in entries {
+            let mut entry = entry
+                .map_err(|err| CapError::Rejected(format!("layer {}: {err}", layer.digest)))?;
+            let entry_path = entry
+                .path()
+                .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
+                .unwrap_or_default();
+            if entry_path == whiteout {
+                return Ok(None);
+            }
+            if entry_path == path && entry.header().entry_type().is_file() {
+                let mut bytes = Vec::new();
+                (&mut entry)
+                    .take(1024 * 1024)
+                    .read_to_end(&mut bytes)
+                    .map_err(|err| CapError::Rejected(format!("layer {}: {err}", layer.digest)))?;
+                return Ok(Some(bytes));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The config of the image whose manifest (or index) is `target`.
+pub async fn config_of(engine: &Containerd, target: &str) -> Result<ImageConfig, CapError> {
+    let document = manifest_of(engine, target).await?;
     let config = document
         .config
         .ok_or_else(|| CapError::Rejected(format!("{target} has no config")))?;

@@ -193,6 +193,65 @@ fn port_mappings(spec: &ContainerSpec) -> Result<Vec<network::PortMapping>, CapE
         .collect()
 }
 
+/// `user[:group]` as `uid:gid`: names are looked up in the image's
+/// /etc/passwd and /etc/group.
+async fn resolve_user(
+    engine: &engine::Containerd,
+    image: &str,
+    user: &str,
+) -> Result<String, CapError> {
+    if spec::numeric_user(user).is_ok() {
+        return Ok(user.to_string());
+    }
+    let (name, group) = match user.split_once(':') {
+        Some((name, group)) => (name, Some(group)),
+        None => (user, None),
+    };
+    let lookup = |table: &[u8], wanted: &str| {
+        String::from_utf8_lossy(table).lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() >= 4 && fields[0] == wanted)
+                .then(|| (fields[2].parse::<u32>().ok(), fields[3].parse::<u32>().ok()))
+        })
+    };
+    let (uid, primary) = match name.parse::<u32>() {
+        Ok(uid) => (uid, uid),
+        Err(_) => {
+            let passwd = image::file_of(engine, image, "etc/passwd")
+                .await?
+                .unwrap_or_default();
+            match lookup(&passwd, name) {
+                Some((Some(uid), Some(gid))) => (uid, gid),
+                _ => {
+                    return Err(CapError::Invalid(format!(
+                        "user `{name}` is not in the image's /etc/passwd"
+                    )));
+                }
+            }
+        }
+    };
+    let gid = match group {
+        None => primary,
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                let groups = image::file_of(engine, image, "etc/group")
+                    .await?
+                    .unwrap_or_default();
+                match lookup(&groups, group) {
+                    Some((Some(gid), _)) => gid,
+                    _ => {
+                        return Err(CapError::Invalid(format!(
+                            "group `{group}` is not in the image's /etc/group"
+                        )));
+                    }
+                }
+            }
+        },
+    };
+    Ok(format!("{uid}:{gid}"))
+}
+
 fn parse_reference(text: &str) -> Result<Reference, CapError> {
     Reference::parse(text).map_err(|err| CapError::Invalid(err.to_string()))
 }
@@ -515,6 +574,13 @@ impl wit::Host for CapView<'_, Container> {
         let top = config
             .top_chain()
             .ok_or_else(|| CapError::Rejected(format!("image {name} has no layers")))?;
+        // Before anything is set up, so a bad user leaves nothing behind.
+        let user = match spec.user.clone().or_else(|| config.config.user.clone()) {
+            Some(user) if !user.is_empty() => {
+                Some(resolve_user(engine, &record.digest, &user).await?)
+            }
+            _ => None,
+        };
         let id = table::container_id(&plugin, &spec.name);
         containers.dir()?;
         let bridge = network::BridgeNetwork {
@@ -541,7 +607,7 @@ impl wit::Host for CapView<'_, Container> {
             args: spec.args.as_deref(),
             env: &spec.env,
             working_dir: spec.working_dir.as_deref(),
-            user: spec.user.as_deref(),
+            user: user.as_deref(),
             hostname: spec.hostname.as_deref().unwrap_or(&spec.name),
             read_only_rootfs: spec.read_only_rootfs,
             mounts,

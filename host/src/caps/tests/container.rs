@@ -869,3 +869,30 @@ async fn granted_host_network_and_privilege_are_applied_and_the_default_drops_ev
     assert!(!root.contains("CapEff:\t0000000000000000"), "{root}");
     remove_everything(&bench).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_names_are_looked_up_in_the_image() {
+    let Setup {
+        mut bench,
+        image,
+        containerd: _containerd,
+        registry: _registry,
+        ..
+    } = setup_pulled(GRANT).await;
+    let mut container = bench.view::<Container>();
+    let mut named = shell("named", &image.reference, "echo $(id -u):$(id -g)");
+    named.user = Some("nobody".into());
+    container.create(named).await.unwrap();
+    container.start("named".into()).await.unwrap();
+    assert_eq!(next_exit(&mut bench).await["code"], 0);
+    let mut container = bench.view::<Container>();
+    let logs = container.logs("named".into(), 100).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "65534:65534\n");
+    let mut unknown = shell("unknown", &image.reference, "true");
+    unknown.user = Some("postgres".into());
+    match container.create(unknown).await {
+        Err(CapError::Invalid(message)) => assert!(message.contains("postgres"), "{message}"),
+        other => panic!("an unknown user was accepted: {other:?}"),
+    }
+    remove_everything(&bench).await;
+}
