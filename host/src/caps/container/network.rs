@@ -168,9 +168,50 @@ impl BridgeNetwork<'_> {
             .map_err(|err| internal("writing the network record", err))
     }
 
+    /// A host port of `ports` another container maps already, if any.
+    fn taken(&self, ports: &[PortMapping]) -> Option<String> {
+        let entries = std::fs::read_dir(&self.dir).ok()?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let Some(record) = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Attachment>(&bytes).ok())
+            else {
+                continue;
+            };
+            for port in ports {
+                let clash = record.ports.iter().any(|other| {
+                    other.host_port == port.host_port
+                        && other.protocol == port.protocol
+                        && (other.host_ip.is_empty()
+                            || port.host_ip.is_empty()
+                            || other.host_ip == port.host_ip)
+                });
+                if clash {
+                    let owner = path
+                        .file_stem()
+                        .map(|stem| stem.to_string_lossy().into_owned());
+                    return Some(format!(
+                        "host port {}/{} is mapped already (container {})",
+                        port.host_port,
+                        port.protocol,
+                        owner.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        None
+    }
+
     /// Sets up the bridge network of container `id`; on failure, undoes
     /// whatever was done.
     pub async fn setup(&self, id: &str, ports: Vec<PortMapping>) -> Result<Attachment, CapError> {
+        if let Some(why) = self.taken(&ports) {
+            return Err(CapError::Conflict(why));
+        }
         for plugin in ["bridge", "host-local", "loopback", "portmap"] {
             if !self.config.cni_dir.join(plugin).exists() {
                 return Err(CapError::Unavailable(format!(

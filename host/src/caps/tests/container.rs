@@ -673,6 +673,20 @@ async fn a_bridge_network_maps_a_port_and_is_cleaned_up_on_removal() {
     let id = format!("cairn-test.{}", created.id);
     assert!(command_output("iptables-save", &["-t", "nat"]).contains(&id));
 
+    // A host port another container maps is a conflict.
+    let mut twin = shell("twin", &image.reference, "true");
+    twin.network = NetworkMode::Bridge;
+    twin.ports = vec![Port {
+        host_ip: Some("127.0.0.1".into()),
+        host_port: 18080,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+    }];
+    match container.create(twin).await {
+        Err(CapError::Conflict(message)) => assert!(message.contains("18080"), "{message}"),
+        other => panic!("a taken port was mapped again: {other:?}"),
+    }
+
     // Ports outside the grant are refused before anything is set up.
     let mut outside = spec("outside", &image.reference, &["-c", "true"]);
     outside.network = NetworkMode::Bridge;
