@@ -725,9 +725,21 @@ async fn store_image(
             pull.label(&layer.digest, labels).await?;
             continue;
         }
+        // Large layers report their progress in the log, a line a quarter.
+        let quarter = std::sync::atomic::AtomicU64::new(0);
+        let digest = layer.digest.as_str();
+        let progress = |done: u64, total: u64| {
+            if total < 4 * 1024 * 1024 {
+                return;
+            }
+            let reached = done * 4 / total;
+            if quarter.fetch_max(reached, std::sync::atomic::Ordering::Relaxed) < reached {
+                tracing::info!(layer = %digest, done, total, "pulling image layer");
+            }
+        };
         let bytes = request
             .registry
-            .download_blob(&pinned, &descriptor(layer), "image layer", size, &|_, _| {})
+            .download_blob(&pinned, &descriptor(layer), "image layer", size, &progress)
             .await
             .map_err(oci_error)?;
         pull.store(&layer.digest, bytes, labels).await?;
