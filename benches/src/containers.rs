@@ -44,6 +44,15 @@ fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The capability's connection to the bench's containerd.
+fn engine(socket: &Path) -> Containerd {
+    Containerd::new(ContainersConfig {
+        socket: socket.to_path_buf(),
+        namespace: NAMESPACE.into(),
+        ..ContainersConfig::default()
+    })
+}
+
 fn ms(us: f64) -> f64 {
     us / 1e3
 }
@@ -52,11 +61,7 @@ fn ms(us: f64) -> f64 {
 /// each from nothing: the image is removed (synchronously collected) after
 /// every run.
 async fn pulls(socket: &Path, registry: &registry::TestRegistry) -> anyhow::Result<()> {
-    let engine = Containerd::new(ContainersConfig {
-        socket: socket.to_path_buf(),
-        namespace: NAMESPACE.into(),
-        ..ContainersConfig::default()
-    });
+    let engine = engine(socket);
     let client = Registry::new(RegistryOptions {
         insecure: vec![registry.address.clone()],
         ..RegistryOptions::default()
@@ -155,11 +160,7 @@ async fn execs(socket: &Path, reference: &str, state: &Path) -> anyhow::Result<(
             "600",
         ],
     )?;
-    let engine = Containerd::new(ContainersConfig {
-        socket: socket.to_path_buf(),
-        namespace: NAMESPACE.into(),
-        ..ContainersConfig::default()
-    });
+    let engine = engine(socket);
     let containers = Arc::new(Containers::new(engine, state.join("container")));
     containers
         .adopt()

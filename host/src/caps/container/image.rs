@@ -213,7 +213,7 @@ struct Pull<'a> {
 
 impl Pull<'_> {
     /// Stores `bytes` (already verified to be `digest`) with `labels`; a blob
-    /// containerd has gets the labels added.
+    /// containerd has (it answers "already exists") gets the labels added.
     async fn store(
         &self,
         digest: &str,
@@ -221,14 +221,6 @@ impl Pull<'_> {
         labels: HashMap<String, String>,
     ) -> Result<(), CapError> {
         let mut content = self.client.content();
-        let known = content
-            .info(self.engine.req(InfoRequest {
-                digest: digest.to_string(),
-            }))
-            .await;
-        if known.is_ok() {
-            return self.label(digest, labels).await;
-        }
         let total = bytes.len() as i64;
         let reference = format!("cairn-pull-{digest}");
         let mut messages = Vec::new();

@@ -155,9 +155,14 @@ pub fn arguments(
 
 /// The image's environment with the plugin's on top.
 pub fn environment(image: &RunConfig, env: &[(String, String)]) -> Vec<String> {
-    let mut merged: Vec<String> = image.env.clone().unwrap_or_else(|| {
+    let base = image.env.clone().unwrap_or_else(|| {
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
     });
+    override_env(base, env)
+}
+
+/// `KEY=value` entries with `env` set on top (replacing the same keys).
+fn override_env(mut merged: Vec<String>, env: &[(String, String)]) -> Vec<String> {
     for (key, value) in env {
         let prefix = format!("{key}=");
         merged.retain(|entry| !entry.starts_with(&prefix));
@@ -166,7 +171,7 @@ pub fn environment(image: &RunConfig, env: &[(String, String)]) -> Vec<String> {
     merged
 }
 
-/// `uid[:gid]`; names need the image's /etc/passwd, which is not read.
+/// `uid[:gid]` given as numbers (names are looked up in the image by the caller).
 pub fn numeric_user(user: &str) -> Result<(u32, u32), String> {
     let (uid, gid) = match user.split_once(':') {
         Some((uid, gid)) => (uid, Some(gid)),
@@ -353,16 +358,11 @@ pub fn exec_process(
     process["args"] = json!(args);
     process["terminal"] = json!(false);
     if let Some(Value::Array(existing)) = process.get("env").cloned() {
-        let mut merged: Vec<String> = existing
+        let base = existing
             .iter()
             .filter_map(|entry| entry.as_str().map(str::to_string))
             .collect();
-        for (key, value) in env {
-            let prefix = format!("{key}=");
-            merged.retain(|entry| !entry.starts_with(&prefix));
-            merged.push(format!("{key}={value}"));
-        }
-        process["env"] = json!(merged);
+        process["env"] = json!(override_env(base, env));
     }
     if let Some(cwd) = cwd {
         process["cwd"] = json!(cwd);

@@ -82,7 +82,8 @@ pub fn oom_killed(spec: &serde_json::Value) -> bool {
     })
 }
 
-/// A cgroup v1 limit file of the container, for tests and diagnostics.
+/// A cgroup limit file of the container (the tests read the limits back).
+#[cfg(test)]
 pub fn limit_file(spec: &serde_json::Value, controller: &str, file: &str) -> Option<String> {
     let group = cgroups_path(spec)?;
     let path = if unified() {

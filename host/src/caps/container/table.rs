@@ -303,9 +303,9 @@ impl Containers {
         let Ok(table) = self.lock() else {
             return Vec::new();
         };
-        let mut owners: Vec<String> = table.values().map(|entry| entry.plugin.clone()).collect();
-        owners.dedup();
-        owners
+        let owners: std::collections::BTreeSet<String> =
+            table.values().map(|entry| entry.plugin.clone()).collect();
+        owners.into_iter().collect()
     }
 
     /// Whether any container was created from the image `name`.
