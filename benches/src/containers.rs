@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::caps::container::engine::Containerd;
-use cairn::caps::container::{Containers, ContainersConfig, exec, image};
+use cairn::caps::container::{Containers, ContainersConfig, exec, image, pull};
 use cairn::contract::bindings::cairn::host::container::ExecSpec;
 use cairn::supply::oci::{Reference, Registry, RegistryOptions};
 
@@ -78,9 +78,9 @@ async fn pulls(socket: &Path, registry: &registry::TestRegistry) -> anyhow::Resu
         for _ in 0..RUNS {
             let started = Instant::now();
             let digest = client.resolve(&reference).await?;
-            image::pull(
+            pull::pull(
                 &engine,
-                image::PullRequest {
+                pull::PullRequest {
                     registry: &client,
                     reference: &reference,
                     digest: &digest,
@@ -129,6 +129,63 @@ async fn pulls(socket: &Path, registry: &registry::TestRegistry) -> anyhow::Resu
             ms(ours),
             ms(theirs),
             ours / theirs
+        );
+    }
+    Ok(())
+}
+
+/// The process's `field` (`VmRSS`, `VmHWM`) from /proc/self/status, in KiB.
+fn own_memory(field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/self/status"))
+}
+
+/// The memory a pull adds to the process at its peak, for a small image and
+/// one with a 256 MB layer: layers stream to containerd, so it does not grow
+/// with the layer.
+async fn pull_memory(socket: &Path, registry: &registry::TestRegistry) -> anyhow::Result<()> {
+    let engine = engine(socket);
+    let client = Registry::new(RegistryOptions {
+        insecure: vec![registry.address.clone()],
+        ..RegistryOptions::default()
+    })?;
+    println!("\n| pull | peak memory added | ratio |");
+    println!("| --- | ---: | ---: |");
+    let mut baseline = None;
+    for (label, extra) in [("busybox, 1 MB", 0), ("busybox + 256 MB layer", 256 << 20)] {
+        let repository = format!("bench/memory{extra}");
+        let pushed = parts::push_busybox(&registry.address, None, &repository, "1", extra);
+        let reference = Reference::parse(&pushed.reference)?;
+        let name = image::image_name(&reference);
+        let digest = client.resolve(&reference).await?;
+        // Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS.
+        std::fs::write("/proc/self/clear_refs", "5")?;
+        let before = own_memory("VmRSS")?;
+        pull::pull(
+            &engine,
+            pull::PullRequest {
+                registry: &client,
+                reference: &reference,
+                digest: &digest,
+                name: name.clone(),
+                signed_by: Vec::new(),
+            },
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("pull: {err:?}"))?;
+        let added = own_memory("VmHWM")?.saturating_sub(before).max(1);
+        image::remove(&engine, &name)
+            .await
+            .map_err(|err| anyhow::anyhow!("remove: {err:?}"))?;
+        let baseline = *baseline.get_or_insert(added);
+        println!(
+            "| {label} | {:.1} MiB | {:.2}× |",
+            added as f64 / 1024.0,
+            added as f64 / baseline as f64
         );
     }
     Ok(())
@@ -369,6 +426,7 @@ pub async fn run(cairn: &Path) -> anyhow::Result<()> {
     let registry = registry::TestRegistry::start();
     let state = tempfile::tempdir()?;
     pulls(&containerd.socket, &registry).await?;
+    pull_memory(&containerd.socket, &registry).await?;
     let sleeper = parts::push_busybox(&registry.address, None, "bench/sleeper", "1", 0);
     execs(&containerd.socket, &sleeper.reference, state.path()).await?;
     let socket = containerd.socket.clone();

@@ -21,11 +21,31 @@ pub struct TestContainerd {
 
 impl TestContainerd {
     pub fn start() -> TestContainerd {
+        Self::start_with_disk(None)
+    }
+
+    /// A containerd whose root (content, metadata, snapshots) is a tmpfs of
+    /// `bytes`: a small disk that a pull can fill.
+    pub fn start_on_small_disk(bytes: u64) -> TestContainerd {
+        Self::start_with_disk(Some(bytes))
+    }
+
+    fn start_with_disk(disk: Option<u64>) -> TestContainerd {
         // Short paths: socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("ctd")
             .tempdir_in("/tmp")
             .expect("a temp dir");
+        if let Some(bytes) = disk {
+            let root = dir.path().join("root");
+            std::fs::create_dir(&root).expect("the root dir");
+            let mounted = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(&root)
+                .status()
+                .expect("mount runs");
+            assert!(mounted.success(), "mounting a tmpfs needs root");
+        }
         let socket = dir.path().join("c.sock");
         std::fs::write(
             dir.path().join("config.toml"),

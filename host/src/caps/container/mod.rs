@@ -36,7 +36,9 @@ pub mod engine;
 pub mod exec;
 pub mod grant;
 pub mod image;
+mod ingest;
 pub mod network;
+pub mod pull;
 pub mod spec;
 pub mod stats;
 pub mod table;
@@ -244,9 +246,9 @@ impl wit::Host for CapView<'_, Container> {
             return Err(self.deny(why));
         }
         let signed_by = self.signers(&parsed, &digest).await?;
-        let record = image::pull(
+        let record = pull::pull(
             engine,
-            image::PullRequest {
+            pull::PullRequest {
                 registry,
                 reference: &parsed,
                 digest: &digest,

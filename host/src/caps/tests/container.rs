@@ -32,7 +32,7 @@ struct Setup {
     image: TestImage,
 }
 
-fn config(containerd: &TestContainerd, registry: &TestRegistry) -> CapsConfig {
+pub(super) fn config(containerd: &TestContainerd, registry: &TestRegistry) -> CapsConfig {
     CapsConfig {
         containers: ContainersConfig {
             socket: containerd.socket.clone(),

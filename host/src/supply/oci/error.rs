@@ -144,6 +144,14 @@ pub enum OciError {
         /// Bytes received (so far).
         actual: u64,
     },
+    /// Where a download puts its bytes refused them (a full disk, a store gone).
+    #[error("storing {what} failed: {detail}")]
+    Store {
+        /// Which blob.
+        what: String,
+        /// What the store said.
+        detail: String,
+    },
     /// The signature manifest (`sha256-<hex>.sig`) is malformed.
     #[error("invalid signature manifest {reference}: {reason}")]
     SignatureManifest {

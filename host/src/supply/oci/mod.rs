@@ -72,6 +72,7 @@ pub use artifact::{
 };
 pub use auth::{Credentials, CredentialsError, RegistryCredential, Secret};
 pub use client::{PulledPlugin, Registry, RegistryOptions};
+pub(crate) use download::BlobSink;
 pub use error::OciError;
 pub use reference::{Reference, ReferenceError};
 pub use signature::{
