@@ -153,12 +153,12 @@ async fn pull_memory(socket: &Path, registry: &registry::TestRegistry) -> anyhow
         insecure: vec![registry.address.clone()],
         ..RegistryOptions::default()
     })?;
-    println!("\n| pull | peak memory added | ratio |");
-    println!("| --- | ---: | ---: |");
-    let mut baseline = None;
+    println!("\n| pull | layer | peak memory added | share of the layer |");
+    println!("| --- | ---: | ---: | ---: |");
     for (label, extra) in [("busybox, 1 MB", 0), ("busybox + 256 MB layer", 256 << 20)] {
         let repository = format!("bench/memory{extra}");
         let pushed = parts::push_busybox(&registry.address, None, &repository, "1", extra);
+        let layer = std::fs::metadata(registry.blob_path(&pushed.layer_digest))?.len();
         let reference = Reference::parse(&pushed.reference)?;
         let name = image::image_name(&reference);
         let digest = client.resolve(&reference).await?;
@@ -177,15 +177,15 @@ async fn pull_memory(socket: &Path, registry: &registry::TestRegistry) -> anyhow
         )
         .await
         .map_err(|err| anyhow::anyhow!("pull: {err:?}"))?;
-        let added = own_memory("VmHWM")?.saturating_sub(before).max(1);
+        let added = own_memory("VmHWM")?.saturating_sub(before) * 1024;
         image::remove(&engine, &name)
             .await
             .map_err(|err| anyhow::anyhow!("remove: {err:?}"))?;
-        let baseline = *baseline.get_or_insert(added);
         println!(
-            "| {label} | {:.1} MiB | {:.2}× |",
-            added as f64 / 1024.0,
-            added as f64 / baseline as f64
+            "| {label} | {:.1} MiB | {:.1} MiB | {:.2} % |",
+            layer as f64 / 1048576.0,
+            added as f64 / 1048576.0,
+            added as f64 * 100.0 / layer as f64
         );
     }
     Ok(())

@@ -14,6 +14,17 @@ pub struct TestRegistry {
 }
 
 impl TestRegistry {
+    /// Where the registry keeps the blob `digest` (to measure or tamper with it).
+    pub fn blob_path(&self, digest: &str) -> std::path::PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(hex.get(..2).unwrap_or_default())
+            .join(hex)
+            .join("data")
+    }
+
     /// An anonymous registry.
     pub fn start() -> TestRegistry {
         TestRegistry::start_with(None)

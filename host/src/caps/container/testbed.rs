@@ -59,12 +59,5 @@ pub fn options(registry: &TestRegistry) -> RegistryOptions {
 
 /// Where the registry keeps the blob `digest`, to tamper with it.
 pub fn blob_path(registry: &TestRegistry, digest: &str) -> PathBuf {
-    let hex = digest.trim_start_matches("sha256:");
-    registry
-        .dir
-        .path()
-        .join("data/docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
+    registry.blob_path(digest)
 }

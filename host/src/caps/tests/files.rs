@@ -114,7 +114,10 @@ fn directories_must_be_absolute_plain_and_not_the_root() {
             "read = [\"/etc\", \"relative\"]",
             "`relative` is not an absolute path",
         ),
-        ("", "grants no directory: list some under `read` or `write`"),
+        (
+            "",
+            "grants no directory: list some under `read`, `write` or `private`",
+        ),
         ("read = []\nwrite = []", "grants no directory"),
         ("read = [\"/etc\"]\nexec = [\"/bin\"]", "exec"),
     ] {

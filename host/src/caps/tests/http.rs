@@ -150,7 +150,7 @@ fn client_grants_are_validated() {
             "ca-file certs/ca.pem must be an absolute path",
         ),
         (
-            "allow = [\"https://a.example.com\"]\nca-file = \"/nonexistent/cairn-ca.pem\"",
+            "allow = [\"https://a.example.com\"]\nca-file = \"/proc/version\"",
             "ca-file: ",
         ),
         ("allow = [\"ftp://a.example.com\"]", "is not http or https"),
@@ -161,6 +161,13 @@ fn client_grants_are_validated() {
         assert!(err.contains("[grants.http-client]"), "{table}: {err}");
         assert!(err.contains(needle), "{table}: {err}");
     }
+    // A CA the plugin will make itself is read at first use, not at load.
+    assert!(
+        grants_of(
+            "[grants.http-client]\nallow = [\"https://a.example.com\"]\nca-file = \"/nonexistent/cairn-ca.pem\""
+        )
+        .is_ok()
+    );
 }
 
 fn request(method: &str, uri: &str) -> http::Request<WasiBody> {

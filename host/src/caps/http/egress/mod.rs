@@ -83,7 +83,11 @@ impl Capability for HttpClient {
                     path.display()
                 ));
             }
-            crate::caps::pem::read_certs(path).map_err(|err| format!("ca-file: {err:#}"))?;
+            // A CA a plugin makes itself (the registry's device CA) does not
+            // exist before the plugin first runs; it is read at first use.
+            if path.exists() {
+                crate::caps::pem::read_certs(path).map_err(|err| format!("ca-file: {err:#}"))?;
+            }
         }
         Ok(())
     }

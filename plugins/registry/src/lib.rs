@@ -1,0 +1,220 @@
+//! `registry`: a managed site registry.
+//!
+//! The plugin prepares and supervises `docker-registry serve`: storage at the
+//! configured path with deletion enabled, a fixed `http.secret`, HTTPS with a
+//! certificate it is given or one it issues from a device CA it makes, and
+//! htpasswd auth with a `build` (push) and a `runtime` (pull) user whose
+//! passwords it generates and keeps in its private state directory. Secrets
+//! never reach a log line, an event, a reply or a process argument.
+//!
+//! After every start a smoke check (push with `build`, pull by digest with
+//! `runtime`, delete) runs; the registry is `ready` once it passes.
+//!
+//! Commands: `status`, `credentials-fingerprint`, `rotate`, `smoke`.
+//! See `docs/registry.md`.
+
+mod secrets;
+mod service;
+mod settings;
+mod smoke;
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::time::Duration;
+
+use cairn_sdk::process::{self, Exited, ProcessId};
+use cairn_sdk::{CommandError, Commands, Config, Event, Plugin, timer};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+use secrets::{Credentials, User};
+use settings::{Settings, TlsMode};
+
+const RESTART_TOPIC: &str = "registry/restart";
+const SMOKE_TOPIC: &str = "registry/smoke";
+/// Smoke attempts after a start before the registry is reported failing.
+const SMOKE_ATTEMPTS: u32 = 20;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+struct Registry {
+    settings: Settings,
+    credentials: Credentials,
+    process: Option<ProcessId>,
+    restarts: u32,
+    last_exit: Option<String>,
+    smoke: Option<smoke::Report>,
+    smoke_attempts: u32,
+    smoke_round: u64,
+    ready: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    user: User,
+}
+
+impl Registry {
+    fn after_start(&mut self, id: ProcessId) -> Result<(), String> {
+        self.process = Some(id);
+        self.ready = false;
+        self.smoke_attempts = 0;
+        timer::once(Duration::from_millis(300), SMOKE_TOPIC).map_err(|err| err.to_string())?;
+        Ok(())
+    }
+
+    fn run_smoke(&mut self) -> smoke::Report {
+        self.smoke_round += 1;
+        let report = smoke::run(&self.settings.url(), &self.credentials, self.smoke_round);
+        self.ready = report.ok;
+        self.smoke = Some(report.clone());
+        report
+    }
+
+    fn on_smoke_timer(&mut self) -> Result<(), String> {
+        let report = self.run_smoke();
+        if report.ok {
+            cairn_sdk::info!("registry ready at {}", self.settings.url());
+            return Ok(());
+        }
+        self.smoke_attempts += 1;
+        if self.smoke_attempts < SMOKE_ATTEMPTS {
+            timer::once(Duration::from_millis(500), SMOKE_TOPIC).map_err(|err| err.to_string())?;
+        } else {
+            let failed = report.steps.iter().find(|step| !step.ok);
+            cairn_sdk::warn!(
+                "the registry's smoke check keeps failing: {}",
+                failed.map_or("no step ran".to_string(), |step| format!(
+                    "{}: {}",
+                    step.step, step.detail
+                ))
+            );
+        }
+        Ok(())
+    }
+
+    fn on_exit(&mut self, exited: &Exited) -> Result<(), String> {
+        if exited.name != service::PROCESS {
+            return Ok(());
+        }
+        let how = match (&exited.code, &exited.signal) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!("killed by {signal}"),
+            (None, None) => "exited".to_string(),
+        };
+        cairn_sdk::warn!("the registry {how}; restarting it");
+        let _ = process::forget(ProcessId(exited.id));
+        self.process = None;
+        self.ready = false;
+        self.last_exit = Some(how);
+        self.restarts += 1;
+        let backoff = Duration::from_millis(250 << self.restarts.min(7)).min(MAX_BACKOFF);
+        timer::once(backoff, RESTART_TOPIC).map_err(|err| err.to_string())?;
+        Ok(())
+    }
+
+    fn status(&mut self, _: IgnoredAny) -> Result<Value, CommandError> {
+        let running = self
+            .process
+            .and_then(|id| process::info(id).ok())
+            .filter(|info| info.running());
+        Ok(json!({
+            "url": self.settings.url(),
+            "tls": match self.settings.tls {
+                TlsMode::DeviceCa => "device-ca",
+                TlsMode::Provided => "provided",
+                TlsMode::PlainHttpDevelopment => "plain-http-development",
+            },
+            "ca": (self.settings.tls == TlsMode::DeviceCa).then(|| self.settings.path("tls/ca.pem")),
+            "storage": self.settings.storage,
+            "running": running.is_some(),
+            "pid": running.map(|info| info.pid),
+            "ready": self.ready,
+            "restarts": self.restarts,
+            "last-exit": self.last_exit,
+            "smoke": self.smoke,
+        }))
+    }
+
+    fn fingerprints(&mut self, _: IgnoredAny) -> Result<Value, CommandError> {
+        Ok(json!({
+            "build": self.credentials.build.fingerprint(),
+            "runtime": self.credentials.runtime.fingerprint(),
+        }))
+    }
+
+    fn rotate(&mut self, request: Option<RotateRequest>) -> Result<Value, CommandError> {
+        let request = request
+            .ok_or_else(|| CommandError::invalid(r#"rotate expects {"user":"build"|"runtime"}"#))?;
+        self.credentials
+            .rotate(&self.settings.state, request.user)
+            .map_err(CommandError::internal)?;
+        cairn_sdk::info!("rotated the registry's {} credential", request.user.name());
+        self.fingerprints(IgnoredAny)
+    }
+
+    fn smoke(&mut self, _: IgnoredAny) -> Result<smoke::Report, CommandError> {
+        Ok(self.run_smoke())
+    }
+}
+
+impl Plugin for Registry {
+    fn init(config: Config) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
+        settings.check()?;
+        // The storage directory is the registry's own: it creates it.
+        fs::create_dir_all(&settings.state)
+            .map_err(|err| format!("cannot create {}: {err}", settings.state))?;
+        if settings.tls == TlsMode::PlainHttpDevelopment {
+            cairn_sdk::warn!(
+                "the registry serves plain HTTP (tls = \"plain-http-development\"): for development only"
+            );
+        }
+        let credentials = Credentials::load_or_create(&settings.state)?;
+        let tls = service::tls_files(&settings)?;
+        let text = service::render_config(&settings, &credentials, tls.as_ref());
+        let changed = service::write_config(&settings, &text)?;
+        let mut registry = Registry {
+            settings,
+            credentials,
+            process: None,
+            restarts: 0,
+            last_exit: None,
+            smoke: None,
+            smoke_attempts: 0,
+            smoke_round: 0,
+            ready: false,
+        };
+        let id = service::start(&registry.settings, changed)?;
+        registry.after_start(id)?;
+        Ok(registry)
+    }
+
+    fn commands() -> Commands<Self> {
+        Commands::new()
+            .command("status", Self::status)
+            .command("credentials-fingerprint", Self::fingerprints)
+            .command("rotate", Self::rotate)
+            .command("smoke", Self::smoke)
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), String> {
+        if let Some(exited) = Exited::from_event(&event) {
+            return self.on_exit(&exited);
+        }
+        match event.topic.as_str() {
+            SMOKE_TOPIC => self.on_smoke_timer(),
+            RESTART_TOPIC => {
+                let id = service::spawn(&self.settings)?;
+                self.after_start(id)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+cairn_sdk::export_plugin!(Registry);

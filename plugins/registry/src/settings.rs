@@ -1,0 +1,116 @@
+//! The plugin's `[config]`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+
+/// How the registry serves HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// A certificate issued by a CA the plugin generates for the device.
+    DeviceCa,
+    /// The `certificate` and `key` files given.
+    Provided,
+    /// Plain HTTP: every client must be told the registry is insecure. For
+    /// development on one machine only.
+    PlainHttpDevelopment,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// The `docker-registry` executable.
+    #[serde(default = "default_executable")]
+    pub executable: String,
+    /// Credentials, TLS material and the registry's config: a directory the
+    /// policy grants as `private`.
+    pub state: String,
+    /// Where the registry stores images: a directory the policy grants as
+    /// `write` (a mounted volume, typically).
+    pub storage: String,
+    /// `ip:port` the registry listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The name clients use; in the certificate and in the registry's URL.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// With `tls = "provided"`: the certificate chain (PEM).
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// With `tls = "provided"`: its private key (PEM).
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+fn default_executable() -> String {
+    "/usr/bin/docker-registry".into()
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5000))
+}
+
+fn default_hostname() -> String {
+    "localhost".into()
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::DeviceCa
+}
+
+impl Settings {
+    /// Checks what serde cannot.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, path) in [("state", &self.state), ("storage", &self.storage)] {
+            if !path.starts_with('/') {
+                return Err(format!("`{key}` must be an absolute path, not `{path}`"));
+            }
+        }
+        if self.state == self.storage {
+            return Err("`state` and `storage` must be different directories".into());
+        }
+        let valid_host = !self.hostname.is_empty()
+            && self
+                .hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+        if !valid_host {
+            return Err(format!("`hostname` `{}` is not a host name", self.hostname));
+        }
+        match (self.tls, &self.certificate, &self.key) {
+            (TlsMode::Provided, Some(_), Some(_)) => Ok(()),
+            (TlsMode::Provided, _, _) => {
+                Err("`tls = \"provided\"` needs `certificate` and `key`".into())
+            }
+            (_, None, None) => Ok(()),
+            _ => Err("`certificate` and `key` are only used with `tls = \"provided\"`".into()),
+        }
+    }
+
+    /// The registry's base URL, as clients reach it.
+    pub fn url(&self) -> String {
+        let scheme = match self.tls {
+            TlsMode::PlainHttpDevelopment => "http",
+            _ => "https",
+        };
+        format!("{scheme}://{}:{}", self.hostname, self.listen.port())
+    }
+
+    /// The IP addresses to put in the certificate beside the host name.
+    pub fn certificate_ips(&self) -> Vec<IpAddr> {
+        let mut ips = vec![self.listen.ip()];
+        if let Ok(ip) = self.hostname.parse::<IpAddr>() {
+            ips.push(ip);
+        }
+        ips.retain(|ip| !ip.is_unspecified());
+        ips.dedup();
+        ips
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.state)
+    }
+}

@@ -1,0 +1,212 @@
+//! The smoke check: the `build` user pushes a tiny image (config, layer,
+//! manifest under a `smoke-<n>` tag), the `runtime` user pulls it by digest,
+//! the `build` user deletes it. Each step is reported; the registry counts as
+//! ready only once every step passed.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use cairn_sdk::http::{Method, Request, Response};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::secrets::{Credentials, User, hex};
+
+const REPOSITORY: &str = "cairn-smoke";
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One step's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub ok: bool,
+    /// The registry's status code, if it answered.
+    pub status: Option<u16>,
+    pub detail: String,
+    pub ms: u64,
+}
+
+/// The whole check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub steps: Vec<Step>,
+}
+
+struct Client<'a> {
+    base: &'a str,
+    credentials: &'a Credentials,
+    steps: Vec<Step>,
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+impl Client<'_> {
+    fn request(&self, user: User, method: Method, path_or_url: &str) -> Request {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
+        let login = format!(
+            "{}:{}",
+            user.name(),
+            self.credentials.password(user).expose()
+        );
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(login)
+        );
+        Request::new(method, url)
+            .header("authorization", header)
+            .timeout(TIMEOUT)
+    }
+
+    /// Sends and records the step; the response when it had `expect` status.
+    fn step(&mut self, step: &'static str, request: Request, expect: u16) -> Option<Response> {
+        let started = Instant::now();
+        let sent = request.send();
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (ok, status, detail, response) = match sent {
+            Ok(response) if response.status == expect => {
+                (true, Some(response.status), String::new(), Some(response))
+            }
+            Ok(response) => {
+                let status = response.status;
+                let body = response.bytes(4096).unwrap_or_default();
+                let detail = format!(
+                    "expected {expect}, got {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                );
+                (false, Some(status), detail, None)
+            }
+            Err(err) => (false, None, err.to_string(), None),
+        };
+        self.steps.push(Step {
+            step,
+            ok,
+            status,
+            detail,
+            ms,
+        });
+        response
+    }
+
+    fn fail(&mut self, step: &'static str, detail: String) {
+        self.steps.push(Step {
+            step,
+            ok: false,
+            status: None,
+            detail,
+            ms: 0,
+        });
+    }
+
+    fn push_blob(&mut self, step: &'static str, bytes: &[u8]) -> Option<()> {
+        let path = format!("/v2/{REPOSITORY}/blobs/uploads/");
+        let started = self.step(step, self.request(User::Build, Method::Post, &path), 202)?;
+        let Some(location) = started.header("location").map(str::to_string) else {
+            self.fail(step, "the upload has no Location".into());
+            return None;
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={}", digest_of(bytes));
+        let put = self
+            .request(User::Build, Method::Put, &url)
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec());
+        self.step(step, put, 201).map(|_| ())
+    }
+}
+
+/// Runs the check against the registry at `base` (`https://host:port`).
+pub fn run(base: &str, credentials: &Credentials, round: u64) -> Report {
+    let mut client = Client {
+        base,
+        credentials,
+        steps: Vec::new(),
+    };
+    let _ = check(&mut client, round);
+    let ok = !client.steps.is_empty() && client.steps.iter().all(|step| step.ok);
+    Report {
+        ok,
+        steps: client.steps,
+    }
+}
+
+fn check(client: &mut Client<'_>, round: u64) -> Option<()> {
+    let config = format!("{{\"cairn-smoke\":{round}}}").into_bytes();
+    let layer = format!("cairn smoke layer {round}\n").into_bytes();
+    client.push_blob("push-config", &config)?;
+    client.push_blob("push-layer", &layer)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": digest_of(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": digest_of(&layer),
+            "size": layer.len(),
+        }],
+    })
+    .to_string()
+    .into_bytes();
+    let digest = digest_of(&manifest);
+    let put = client
+        .request(
+            User::Build,
+            Method::Put,
+            &format!("/v2/{REPOSITORY}/manifests/smoke-{round}"),
+        )
+        .header("content-type", MANIFEST_TYPE)
+        .body(manifest.clone());
+    let pushed = client.step("push-manifest", put, 201)?;
+    if pushed.header("docker-content-digest") != Some(digest.as_str()) {
+        client.fail(
+            "push-manifest",
+            format!("the registry did not record {digest}"),
+        );
+        return None;
+    }
+    let get = client
+        .request(
+            User::Runtime,
+            Method::Get,
+            &format!("/v2/{REPOSITORY}/manifests/{digest}"),
+        )
+        .header("accept", MANIFEST_TYPE);
+    let pulled = client.step("pull-manifest", get, 200)?;
+    if pulled.bytes(64 * 1024).ok().as_deref() != Some(manifest.as_slice()) {
+        client.fail(
+            "pull-manifest",
+            "the manifest pulled is not the one pushed".into(),
+        );
+        return None;
+    }
+    let get = client.request(
+        User::Runtime,
+        Method::Get,
+        &format!("/v2/{REPOSITORY}/blobs/{}", digest_of(&layer)),
+    );
+    let blob = client.step("pull-layer", get, 200)?;
+    if blob.bytes(64 * 1024).ok().as_deref() != Some(layer.as_slice()) {
+        client.fail(
+            "pull-layer",
+            "the layer pulled is not the one pushed".into(),
+        );
+        return None;
+    }
+    let delete = client.request(
+        User::Build,
+        Method::Delete,
+        &format!("/v2/{REPOSITORY}/manifests/{digest}"),
+    );
+    client.step("delete", delete, 202).map(|_| ())
+}

@@ -1,0 +1,236 @@
+//! The `registry` plugin runs a real `docker-registry` itself: HTTPS with a
+//! certificate from the device CA it makes, htpasswd users it generates, a
+//! smoke check (push, pull by digest, delete), credential rotation, a restart
+//! after the registry dies, and adoption across a daemon restart. Secrets
+//! never reach the log or a process's arguments.
+
+mod harness;
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::{Daemon, plugin_wasm};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn policy(state: &Path, storage: &Path, port: u16) -> String {
+    let state = state.display();
+    format!(
+        r#"[plugin]
+name = "registry"
+signers = ["dev"]
+
+[limits]
+call-timeout = "30s"
+
+[config]
+state = "{state}"
+storage = "{storage}"
+listen = "127.0.0.1:{port}"
+hostname = "localhost"
+tls = "device-ca"
+
+[grants.log]
+[grants.timer]
+max-timers = 2
+[grants.files]
+private = ["{state}"]
+[grants.process]
+max-processes = 1
+[[grants.process.allow]]
+exe = "/usr/bin/docker-registry"
+args = ["serve", "{state}/config.yml"]
+[grants.http-client]
+allow = ["https://localhost:{port}"]
+allow-private = ["127.0.0.0/8"]
+ca-file = "{state}/tls/ca.pem"
+timeout = "10s"
+"#,
+        storage = storage.display()
+    )
+}
+
+/// `curl` against the registry trusting only the device CA, the login (if
+/// any) passed on stdin; the HTTP status.
+fn curl_status(ca: &Path, url: &str, login: Option<(&str, &str)>) -> u16 {
+    let mut child = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(["-K", "-", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let config = login
+        .map(|(user, password)| format!("user = \"{user}:{password}\"\n"))
+        .unwrap_or_default();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+fn status(daemon: &Daemon) -> Value {
+    daemon.call("registry", "status", "null").unwrap()
+}
+
+fn wait_ready(daemon: &Daemon) -> Value {
+    let mut last = Value::Null;
+    let ready = daemon.eventually(WAIT, || {
+        last = status(daemon);
+        last["ready"] == true
+    });
+    assert!(
+        ready,
+        "the registry never became ready: {last}\n{}",
+        daemon.daemon_log()
+    );
+    last
+}
+
+fn passwords(state: &Path) -> (String, String) {
+    let credentials: Value =
+        serde_json::from_slice(&std::fs::read(state.join("credentials.json")).unwrap()).unwrap();
+    (
+        credentials["build"].as_str().unwrap().to_string(),
+        credentials["runtime"].as_str().unwrap().to_string(),
+    )
+}
+
+fn cmdline(pid: u64) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+        .replace('\0', " ")
+}
+
+#[test]
+fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
+    let mut daemon = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let storage = dir.path().join("storage");
+    let port = free_port();
+    daemon.write_policy("registry", &policy(&state, &storage, port));
+    daemon.install(&plugin_wasm("registry")).unwrap();
+    let ready = wait_ready(&daemon);
+    assert_eq!(ready["url"], format!("https://localhost:{port}"));
+    let smoke = &ready["smoke"];
+    assert_eq!(smoke["ok"], true, "{smoke}");
+    let steps: Vec<&str> = smoke["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect();
+    for step in [
+        "push-config",
+        "push-layer",
+        "push-manifest",
+        "pull-manifest",
+        "pull-layer",
+        "delete",
+    ] {
+        assert!(steps.contains(&step), "{steps:?}");
+    }
+
+    // Secrets: a private state directory, bcrypt hashes only in htpasswd,
+    // no password in the log or in the registry's arguments.
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let htpasswd = std::fs::read_to_string(state.join("htpasswd")).unwrap();
+    assert!(
+        htpasswd.contains("build:$2") && htpasswd.contains("runtime:$2"),
+        "{htpasswd}"
+    );
+    let (build, runtime) = passwords(&state);
+    assert!(!htpasswd.contains(&build) && !htpasswd.contains(&runtime));
+    let pid = ready["pid"].as_u64().unwrap();
+    let args = cmdline(pid);
+    assert!(args.contains("serve"), "{args}");
+    let config = std::fs::read_to_string(state.join("config.yml")).unwrap();
+    assert!(!config.contains("inmemory"), "{config}");
+    assert!(!args.contains(&build) && !args.contains(&runtime));
+
+    // Real TLS with the device CA; htpasswd refuses anonymous and wrong logins.
+    let ca = state.join("tls/ca.pem");
+    let base = format!("https://localhost:{port}/v2/");
+    assert_eq!(curl_status(&ca, &base, None), 401);
+    assert_eq!(curl_status(&ca, &base, Some(("runtime", "wrong"))), 401);
+    assert_eq!(curl_status(&ca, &base, Some(("runtime", &runtime))), 200);
+    assert_eq!(curl_status(&ca, &base, Some(("build", &build))), 200);
+    let untrusted = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", &base])
+        .status()
+        .unwrap();
+    assert!(
+        !untrusted.success(),
+        "a certificate not from the device CA was accepted"
+    );
+
+    // Rotation: a new runtime password, the old one refused, smoke still passes.
+    let before = daemon
+        .call("registry", "credentials-fingerprint", "null")
+        .unwrap();
+    let after = daemon
+        .call("registry", "rotate", r#"{"user":"runtime"}"#)
+        .unwrap();
+    assert_ne!(before["runtime"], after["runtime"]);
+    assert_eq!(before["build"], after["build"]);
+    let (_, rotated) = passwords(&state);
+    assert_ne!(rotated, runtime);
+    assert!(daemon.eventually(WAIT, || curl_status(
+        &ca,
+        &base,
+        Some(("runtime", &runtime))
+    ) == 401));
+    assert_eq!(curl_status(&ca, &base, Some(("runtime", &rotated))), 200);
+    let smoke = daemon.call("registry", "smoke", "null").unwrap();
+    assert_eq!(smoke["ok"], true, "{smoke}");
+    let refused = daemon
+        .call("registry", "rotate", r#"{"user":"nobody"}"#)
+        .unwrap_err();
+    assert!(refused.contains("unknown variant"), "{refused}");
+
+    // The registry dies: it is restarted and checked again.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(daemon.eventually(WAIT, || {
+        let now = status(&daemon);
+        now["ready"] == true && now["pid"].as_u64() != Some(pid)
+    }));
+    let restarted = status(&daemon);
+    assert_eq!(restarted["restarts"], 1, "{restarted}");
+    assert!(
+        restarted["last-exit"].as_str().unwrap().contains("SIGKILL"),
+        "{restarted}"
+    );
+
+    // A daemon restart adopts the running registry: same process, ready again.
+    let pid = restarted["pid"].as_u64().unwrap();
+    daemon.restart();
+    let adopted = wait_ready(&daemon);
+    assert_eq!(adopted["pid"].as_u64(), Some(pid), "{adopted}");
+
+    let log = daemon.daemon_log();
+    for secret in [&build, &runtime, &rotated] {
+        assert!(!log.contains(secret.as_str()), "a password reached the log");
+    }
+}
