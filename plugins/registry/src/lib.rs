@@ -10,15 +10,25 @@
 //! After every start a smoke check (push with `build`, pull by digest with
 //! `runtime`, delete) runs; the registry is `ready` once it passes.
 //!
-//! Commands: `status`, `credentials-fingerprint`, `rotate`, `smoke`.
+//! Artifacts are published by digest (`publish`, `artifacts`); retention keeps
+//! the latest `keep` of each environment and whatever is in use (`report-in-use`),
+//! and `retention` shows what a prune would delete and why each digest stays.
+//!
+//! Commands: `status`, `credentials-fingerprint`, `rotate`, `smoke`, `publish`,
+//! `artifacts`, `report-in-use`, `retention`.
 //! See `docs/registry.md`.
 
+mod api;
+mod artifacts;
+mod retention;
 mod secrets;
 mod service;
 mod settings;
 mod smoke;
 mod tls;
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
@@ -160,6 +170,44 @@ impl Registry {
     fn smoke(&mut self, _: IgnoredAny) -> Result<smoke::Report, CommandError> {
         Ok(self.run_smoke())
     }
+
+    fn api(&self) -> api::Api<'_> {
+        api::Api {
+            base: self.settings.url(),
+            credentials: &self.credentials,
+        }
+    }
+
+    fn publish(
+        &mut self,
+        request: Option<artifacts::PublishRequest>,
+    ) -> Result<retention::Artifact, CommandError> {
+        let request = request.ok_or_else(|| {
+            CommandError::invalid(
+                r#"publish expects {"repository":..,"tag":..,"environment":..,"revision":..}"#,
+            )
+        })?;
+        let artifact = artifacts::publish(&self.api(), &self.settings.environments, request)?;
+        cairn_sdk::info!(
+            "published {}:{} as {} for {}",
+            artifact.repository,
+            artifact.tag,
+            artifact.digest,
+            artifact.environment
+        );
+        Ok(artifact)
+    }
+
+    fn retention(&mut self, _: IgnoredAny) -> Result<retention::Plan, CommandError> {
+        let recorded = artifacts::list()?;
+        let inventory = self
+            .api()
+            .inventory(&recorded)
+            .map_err(CommandError::internal)?;
+        let in_use = artifacts::in_use()?;
+        retention::plan(&recorded, &inventory, &in_use, self.settings.keep)
+            .map_err(CommandError::invalid)
+    }
 }
 
 impl Plugin for Registry {
@@ -200,6 +248,20 @@ impl Plugin for Registry {
             .command("credentials-fingerprint", Self::fingerprints)
             .command("rotate", Self::rotate)
             .command("smoke", Self::smoke)
+            .command("publish", Self::publish)
+            .command("artifacts", |_, _: IgnoredAny| artifacts::list())
+            .command(
+                "report-in-use",
+                |_, report: Option<artifacts::InUseReport>| {
+                    let report = report.ok_or_else(|| {
+                        CommandError::invalid(
+                            r#"report-in-use expects {"device":..,"digests":{..}}"#,
+                        )
+                    })?;
+                    artifacts::report_in_use(report)
+                },
+            )
+            .command("retention", Self::retention)
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {

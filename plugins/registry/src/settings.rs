@@ -43,6 +43,20 @@ pub struct Settings {
     /// With `tls = "provided"`: its private key (PEM).
     #[serde(default)]
     pub key: Option<String>,
+    /// Environments artifacts are published for.
+    #[serde(default = "default_environments")]
+    pub environments: Vec<String>,
+    /// Successful artifacts kept per environment by retention.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_environments() -> Vec<String> {
+    vec!["production".into()]
+}
+
+fn default_keep() -> usize {
+    3
 }
 
 fn default_executable() -> String {
@@ -68,6 +82,12 @@ impl Settings {
             if !path.starts_with('/') {
                 return Err(format!("`{key}` must be an absolute path, not `{path}`"));
             }
+        }
+        if self.keep == 0 {
+            return Err("`keep` must be at least 1: retention keeps the latest `keep` artifacts of each environment".into());
+        }
+        if self.environments.is_empty() {
+            return Err("`environments` must name at least one environment".into());
         }
         if self.state == self.storage {
             return Err("`state` and `storage` must be different directories".into());

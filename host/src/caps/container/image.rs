@@ -7,7 +7,9 @@
 
 use containerd_client::services::v1::{
     DeleteImageRequest, GetImageRequest, Image, ListImagesRequest, ReadContentRequest,
+    ReadContentResponse,
 };
+use containerd_client::tonic::Streaming;
 use oci_client::manifest::OciDescriptor;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -255,14 +257,13 @@ async fn read_blob(engine: &Containerd, digest: &str) -> Result<Vec<u8>, CapErro
     read_blob_up_to(engine, digest, MAX_DOCUMENT).await
 }
 
-/// Reads a whole blob of at most `limit` bytes from the content store.
-async fn read_blob_up_to(
+/// The blob `digest` of the content store, as containerd streams it.
+async fn content_stream(
     engine: &Containerd,
     digest: &str,
-    limit: u64,
-) -> Result<Vec<u8>, CapError> {
+) -> Result<Streaming<ReadContentResponse>, CapError> {
     let client = engine.client().await?;
-    let mut stream = client
+    Ok(client
         .content()
         .read(engine.req(ReadContentRequest {
             digest: digest.into(),
@@ -271,7 +272,16 @@ async fn read_blob_up_to(
         }))
         .await
         .map_err(|status| status_error(&format!("reading {digest}"), status))?
-        .into_inner();
+        .into_inner())
+}
+
+/// Reads a whole blob of at most `limit` bytes from the content store.
+async fn read_blob_up_to(
+    engine: &Containerd,
+    digest: &str,
+    limit: u64,
+) -> Result<Vec<u8>, CapError> {
+    let mut stream = content_stream(engine, digest).await?;
     let mut bytes = Vec::new();
     while let Some(chunk) = stream
         .message()
@@ -410,17 +420,7 @@ impl std::io::Read for BlobReader {
 }
 
 async fn open_blob(engine: &Containerd, digest: &str) -> Result<BlobReader, CapError> {
-    let client = engine.client().await?;
-    let mut stream = client
-        .content()
-        .read(engine.req(ReadContentRequest {
-            digest: digest.into(),
-            offset: 0,
-            size: 0,
-        }))
-        .await
-        .map_err(|status| status_error(&format!("reading {digest}"), status))?
-        .into_inner();
+    let mut stream = content_stream(engine, digest).await?;
     let (sender, chunks) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         loop {

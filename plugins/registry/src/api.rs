@@ -1,0 +1,143 @@
+//! The registry's HTTP API as the plugin's operations use it: resolving a
+//! tag to its digest and reading what the registry holds for retention.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use cairn_sdk::http::{Method, Request, Response};
+
+use crate::retention::{Artifact, Inventory};
+use crate::secrets::{Credentials, User};
+
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+
+/// The registry at `base`, as the `build` user.
+pub struct Api<'a> {
+    pub base: String,
+    pub credentials: &'a Credentials,
+}
+
+impl Api<'_> {
+    fn send(&self, method: Method, path: &str) -> Result<Response, String> {
+        let login = format!(
+            "{}:{}",
+            User::Build.name(),
+            self.credentials.password(User::Build).expose()
+        );
+        let authorization = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(login)
+        );
+        Request::new(method, format!("{}{path}", self.base))
+            .header("authorization", authorization)
+            .header("accept", MANIFEST_TYPES)
+            .send()
+            .map_err(|err| format!("the registry did not answer {path}: {err}"))
+    }
+
+    fn json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let response = self.send(Method::Get, path)?;
+        if !response.is_success() {
+            return Err(format!("{path}: the registry answered {}", response.status));
+        }
+        let body = response
+            .bytes(MAX_DOCUMENT)
+            .map_err(|err| err.to_string())?;
+        serde_json::from_slice(&body).map_err(|err| format!("{path}: {err}"))
+    }
+
+    /// The digest `repository:reference` points at, with its manifest;
+    /// `None` when the registry does not have it.
+    pub fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, String> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let response = self.send(Method::Get, &path)?;
+        match response.status {
+            404 => return Ok(None),
+            200 => {}
+            other => return Err(format!("{path}: the registry answered {other}")),
+        }
+        let digest = response
+            .header("docker-content-digest")
+            .map(str::to_string)
+            .ok_or_else(|| format!("{path}: no Docker-Content-Digest"))?;
+        let body = response
+            .bytes(MAX_DOCUMENT)
+            .map_err(|err| err.to_string())?;
+        let document = serde_json::from_slice(&body).map_err(|err| format!("{path}: {err}"))?;
+        Ok(Some((digest, document)))
+    }
+
+    fn repositories(&self) -> Result<Vec<String>, String> {
+        let catalog = self.json("/v2/_catalog?n=10000")?;
+        Ok(strings(&catalog["repositories"]))
+    }
+
+    /// Tags, indexes' children, and which published manifests are present.
+    pub fn inventory(&self, artifacts: &[Artifact]) -> Result<Inventory, String> {
+        let mut inventory = Inventory::default();
+        for repository in self.repositories()? {
+            let listed = self.json(&format!("/v2/{repository}/tags/list"))?;
+            // docker-registry 2.8 answers `"tags": null` for an emptied repository.
+            for tag in strings(&listed["tags"]) {
+                let Some((digest, document)) = self.manifest(&repository, &tag)? else {
+                    continue;
+                };
+                let children = strings_at(&document["manifests"], "digest");
+                if !children.is_empty() {
+                    inventory
+                        .children
+                        .insert((repository.clone(), digest.clone()), children);
+                }
+                inventory
+                    .tags
+                    .entry(repository.clone())
+                    .or_default()
+                    .insert(tag, digest);
+            }
+        }
+        let published: BTreeSet<(&str, &str)> = artifacts
+            .iter()
+            .map(|artifact| (artifact.repository.as_str(), artifact.digest.as_str()))
+            .collect();
+        for (repository, digest) in published {
+            if let Some((_, document)) = self.manifest(repository, digest)? {
+                let children: Vec<String> = strings_at(&document["manifests"], "digest");
+                if !children.is_empty() {
+                    inventory
+                        .children
+                        .insert((repository.to_string(), digest.to_string()), children);
+                }
+                inventory
+                    .present
+                    .insert((repository.to_string(), digest.to_string()));
+            }
+        }
+        Ok(inventory)
+    }
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.as_str().map(str::to_string))
+        .collect()
+}
+
+fn strings_at(value: &serde_json::Value, field: &str) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item[field].as_str().map(str::to_string))
+        .collect()
+}
