@@ -42,8 +42,10 @@ storage = "{storage}"
 listen = "127.0.0.1:{port}"
 hostname = "localhost"
 tls = "device-ca"
+keep = 2
 
 [grants.log]
+[grants.kv]
 [grants.timer]
 max-timers = 2
 [grants.files]
@@ -85,6 +87,109 @@ fn curl_status(ca: &Path, url: &str, login: Option<(&str, &str)>) -> u16 {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+/// `curl` with the login on stdin and `body` from a file; (status, headers).
+fn curl(ca: &Path, login: (&str, &str), args: &[&str], body: &[u8]) -> (u16, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    let mut child = Command::new("curl")
+        .args(["-s", "-D", "-", "-o"])
+        .arg(file.path().with_extension("out"))
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(["-K", "-", "--data-binary"])
+        .arg(format!("@{}", file.path().display()))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let config = format!("user = \"{}:{}\"\n", login.0, login.1);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
+    let mut out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+    let body = std::fs::read_to_string(file.path().with_extension("out")).unwrap_or_default();
+    let _ = std::fs::remove_file(file.path().with_extension("out"));
+    out.insert_str(0, &format!("{body}\n"));
+    let status = out[out.len().saturating_sub(3)..].parse().unwrap_or(0);
+    (status, out)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Pushes a one-layer image as `repository:tag` with the `build` login;
+/// its manifest digest.
+fn push_image(ca: &Path, base: &str, build: &str, repository: &str, tag: &str) -> String {
+    let login = ("build", build);
+    let config = format!("{{\"image\":\"{repository}:{tag}\"}}").into_bytes();
+    let layer = format!("layer of {repository}:{tag}\n").into_bytes();
+    for blob in [&config, &layer] {
+        let (status, headers) = curl(
+            ca,
+            login,
+            &[
+                "-X",
+                "POST",
+                &format!("{base}/v2/{repository}/blobs/uploads/"),
+            ],
+            b"",
+        );
+        assert_eq!(status, 202, "{headers}");
+        let location = headers
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("Location: ")
+                    .or(line.strip_prefix("location: "))
+            })
+            .unwrap()
+            .trim()
+            .to_string();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={}", sha256(blob));
+        let (status, headers) = curl(
+            ca,
+            login,
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                &url,
+            ],
+            blob,
+        );
+        assert_eq!(status, 201, "{headers}");
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    let (status, headers) = curl(
+        ca,
+        login,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            &format!("{base}/v2/{repository}/manifests/{tag}"),
+        ],
+        &manifest,
+    );
+    assert_eq!(status, 201, "{headers}");
+    sha256(&manifest)
 }
 
 fn status(daemon: &Daemon) -> Value {
@@ -208,6 +313,94 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
         .call("registry", "rotate", r#"{"user":"nobody"}"#)
         .unwrap_err();
     assert!(refused.contains("unknown variant"), "{refused}");
+
+    // Artifacts by digest, and what retention would delete (keep = 2).
+    let base = format!("https://localhost:{port}");
+    let mut digests = Vec::new();
+    for n in 1..=4 {
+        let digest = push_image(&ca, &base, &build, "apps/web", &format!("prod-{n}"));
+        let published = daemon
+            .call(
+                "registry",
+                "publish",
+                &serde_json::json!({
+                    "repository": "apps/web", "tag": format!("prod-{n}"),
+                    "environment": "production", "revision": format!("rev{n}"),
+                    "digest": digest,
+                })
+                .to_string(),
+            )
+            .unwrap();
+        assert_eq!(published["digest"], digest.as_str());
+        digests.push(digest);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let refused = daemon
+        .call(
+            "registry",
+            "publish",
+            r#"{"repository":"apps/web","tag":"prod-1","environment":"moon"}"#,
+        )
+        .unwrap_err();
+    assert!(refused.contains("unknown environment `moon`"), "{refused}");
+    let missing = daemon
+        .call(
+            "registry",
+            "publish",
+            r#"{"repository":"apps/web","tag":"nope","environment":"production"}"#,
+        )
+        .unwrap_err();
+    assert!(missing.contains("push it first"), "{missing}");
+    let moved = daemon
+        .call(
+            "registry",
+            "publish",
+            &format!(r#"{{"repository":"apps/web","tag":"prod-1","environment":"production","digest":"{}"}}"#, digests[1]),
+        )
+        .unwrap_err();
+    assert!(moved.contains("it moved"), "{moved}");
+    assert_eq!(
+        daemon
+            .call("registry", "artifacts", "null")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    daemon
+        .call(
+            "registry",
+            "report-in-use",
+            &format!(
+                r#"{{"device":"gw-7","digests":{{"{}":["container web"]}}}}"#,
+                digests[0]
+            ),
+        )
+        .unwrap();
+    let plan = daemon.call("registry", "retention", "null").unwrap();
+    let deleted: Vec<&str> = plan["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|gone| gone["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, [digests[1].as_str()], "{plan}");
+    let kept = &plan["keep"]["apps/web"];
+    assert!(
+        kept[&digests[0]][0]
+            .as_str()
+            .unwrap()
+            .contains("in use by container web on gw-7"),
+        "{plan}"
+    );
+    assert!(
+        kept[&digests[3]][0]
+            .as_str()
+            .unwrap()
+            .contains("latest 2 of production (#1)"),
+        "{plan}"
+    );
 
     // The registry dies: it is restarted and checked again.
     // SAFETY: kill has no memory-safety preconditions.

@@ -57,6 +57,34 @@ fn ms(us: f64) -> f64 {
     us / 1e3
 }
 
+/// The capability's pull of `reference` at `digest`.
+async fn pull_image(
+    engine: &Containerd,
+    client: &Registry,
+    reference: &Reference,
+    digest: &cairn::state::digest::Digest,
+) -> anyhow::Result<()> {
+    pull::pull(
+        engine,
+        pull::PullRequest {
+            registry: client,
+            reference,
+            digest,
+            name: image::image_name(reference),
+            signed_by: Vec::new(),
+        },
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("pull: {err:?}"))?;
+    Ok(())
+}
+
+async fn remove_image(engine: &Containerd, reference: &Reference) -> anyhow::Result<()> {
+    image::remove(engine, &image::image_name(reference))
+        .await
+        .map_err(|err| anyhow::anyhow!("remove: {err:?}"))
+}
+
 /// Cairn's pull (the capability's own code path) and `ctr images pull`,
 /// each from nothing: the image is removed (synchronously collected) after
 /// every run.
@@ -73,27 +101,13 @@ async fn pulls(socket: &Path, registry: &registry::TestRegistry) -> anyhow::Resu
         let repository = format!("bench/pull{extra}");
         let pushed = parts::push_busybox(&registry.address, None, &repository, "1", extra);
         let reference = Reference::parse(&pushed.reference)?;
-        let name = image::image_name(&reference);
         let mut ours = Vec::new();
         for _ in 0..RUNS {
             let started = Instant::now();
             let digest = client.resolve(&reference).await?;
-            pull::pull(
-                &engine,
-                pull::PullRequest {
-                    registry: &client,
-                    reference: &reference,
-                    digest: &digest,
-                    name: name.clone(),
-                    signed_by: Vec::new(),
-                },
-            )
-            .await
-            .map_err(|err| anyhow::anyhow!("pull: {err:?}"))?;
+            pull_image(&engine, &client, &reference, &digest).await?;
             ours.push(started.elapsed());
-            image::remove(&engine, &name)
-                .await
-                .map_err(|err| anyhow::anyhow!("remove: {err:?}"))?;
+            remove_image(&engine, &reference).await?;
         }
         let mut theirs = Vec::new();
         for _ in 0..RUNS {
@@ -160,27 +174,13 @@ async fn pull_memory(socket: &Path, registry: &registry::TestRegistry) -> anyhow
         let pushed = parts::push_busybox(&registry.address, None, &repository, "1", extra);
         let layer = std::fs::metadata(registry.blob_path(&pushed.layer_digest))?.len();
         let reference = Reference::parse(&pushed.reference)?;
-        let name = image::image_name(&reference);
         let digest = client.resolve(&reference).await?;
         // Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS.
         std::fs::write("/proc/self/clear_refs", "5")?;
         let before = own_memory("VmRSS")?;
-        pull::pull(
-            &engine,
-            pull::PullRequest {
-                registry: &client,
-                reference: &reference,
-                digest: &digest,
-                name: name.clone(),
-                signed_by: Vec::new(),
-            },
-        )
-        .await
-        .map_err(|err| anyhow::anyhow!("pull: {err:?}"))?;
+        pull_image(&engine, &client, &reference, &digest).await?;
         let added = own_memory("VmHWM")?.saturating_sub(before) * 1024;
-        image::remove(&engine, &name)
-            .await
-            .map_err(|err| anyhow::anyhow!("remove: {err:?}"))?;
+        remove_image(&engine, &reference).await?;
         println!(
             "| {label} | {:.1} MiB | {:.1} MiB | {:.2} % |",
             layer as f64 / 1048576.0,

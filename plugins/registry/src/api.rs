@@ -14,6 +14,8 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json, \
     application/vnd.docker.distribution.manifest.list.v2+json";
 const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+/// Repositories per catalog page.
+const PAGE: usize = 1000;
 
 /// The registry at `base`, as the `build` user.
 pub struct Api<'a> {
@@ -75,9 +77,21 @@ impl Api<'_> {
         Ok(Some((digest, document)))
     }
 
+    /// Every repository, a page of [`PAGE`] at a time (2.8 refuses larger pages).
     fn repositories(&self) -> Result<Vec<String>, String> {
-        let catalog = self.json("/v2/_catalog?n=10000")?;
-        Ok(strings(&catalog["repositories"]))
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let path = match all.last() {
+                None => format!("/v2/_catalog?n={PAGE}"),
+                Some(last) => format!("/v2/_catalog?n={PAGE}&last={last}"),
+            };
+            let page = strings(&self.json(&path)?["repositories"]);
+            let full = page.len() == PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// Tags, indexes' children, and which published manifests are present.
