@@ -26,6 +26,34 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The health plugin, allowed to probe the registry's port.
+fn health_policy(port: u16) -> String {
+    format!(
+        r#"[plugin]
+name = "health"
+signers = ["dev"]
+[config]
+tick-ms = 100
+[grants.log]
+[grants.kv]
+[grants.timer]
+max-timers = 1
+[grants.events]
+publish = ["health/#"]
+[grants.metrics]
+[grants.sockets]
+tcp-connect = ["127.0.0.1:{port}"]
+resolve = false
+[grants.http-client]
+allow = ["http://127.0.0.1:1"]
+[grants.process]
+[[grants.process.allow]]
+exe = "/bin/true"
+args = []
+"#
+    )
+}
+
 fn policy(state: &Path, storage: &Path, port: u16) -> String {
     let state = state.display();
     format!(
@@ -46,6 +74,9 @@ keep = 2
 
 [grants.log]
 [grants.kv]
+[grants.commands]
+call = ["health/add"]
+[grants.metrics]
 [grants.timer]
 max-timers = 2
 [grants.files]
@@ -231,6 +262,8 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
     let state = dir.path().join("state");
     let storage = dir.path().join("storage");
     let port = free_port();
+    daemon.write_policy("health", &health_policy(port));
+    daemon.install(&plugin_wasm("health")).unwrap();
     daemon.write_policy("registry", &policy(&state, &storage, port));
     daemon.install(&plugin_wasm("registry")).unwrap();
     let ready = wait_ready(&daemon);
@@ -253,6 +286,20 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
     ] {
         assert!(steps.contains(&step), "{steps:?}");
     }
+
+    // The health plugin probes the registry's port.
+    let probed = daemon.eventually(WAIT, || {
+        daemon
+            .call("health", "get", r#"{"name":"registry"}"#)
+            .is_ok_and(|check| {
+                check["state"] == "healthy" && check["target"] == format!("tcp://127.0.0.1:{port}")
+            })
+    });
+    assert!(
+        probed,
+        "{:?}",
+        daemon.call("health", "get", r#"{"name":"registry"}"#)
+    );
 
     // Secrets: a private state directory, bcrypt hashes only in htpasswd,
     // no password in the log or in the registry's arguments.
@@ -368,6 +415,25 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
             .len(),
         4
     );
+    // The same through the CLI: publishing again by `repository:tag`, listing.
+    let published = daemon
+        .cli_json(&[
+            "registry",
+            "publish",
+            "apps/web:prod-4",
+            "--environment",
+            "production",
+        ])
+        .unwrap();
+    assert_eq!(published["digest"], digests[3].as_str());
+    let listed = daemon.cli_json(&["registry", "artifacts"]).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+    let shown = daemon.cli(&["registry", "status"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("ready") && shown.contains("ca.pem"),
+        "{shown}"
+    );
     daemon
         .call(
             "registry",
@@ -401,6 +467,10 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
             .contains("latest 2 of production (#1)"),
         "{plan}"
     );
+
+    let metrics = String::from_utf8_lossy(&daemon.cli(&["metrics"]).stdout).into_owned();
+    assert!(metrics.contains("registry_ready"), "{metrics}");
+    assert!(metrics.contains("registry_published_total"), "{metrics}");
 
     // The registry dies: it is restarted and checked again.
     // SAFETY: kill has no memory-safety preconditions.

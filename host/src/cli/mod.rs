@@ -13,6 +13,7 @@ mod progress;
 mod publish;
 mod recipe_view;
 mod recipes;
+mod registry;
 mod remote;
 pub mod scaffold;
 mod serve_files;
@@ -101,6 +102,8 @@ pub enum Command {
     /// Show the status of the deployment plan, or stop it
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Operate the site registry plugin (status, credentials, smoke, publish, retention)
+    Registry(registry::RegistryArgs),
     /// Serve the files of a directory over HTTP (artifacts and a health endpoint for demos and tests)
     ServeFiles(ServeFilesArgs),
 }
@@ -180,6 +183,7 @@ async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outc
         Command::Plugin(PluginCommand::Remove { name }) => plugin::remove(socket, name).await,
         Command::Apply(args) => recipes::apply(socket, args, quiet).await,
         Command::Components(target) => recipes::components(socket, target).await,
+        Command::Registry(args) => registry::run(socket, args).await,
         Command::Graph(args) => recipes::graph(socket, args).await,
         Command::Restart(args) => {
             recipes::component_action(socket, args, "component-restart").await

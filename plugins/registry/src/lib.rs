@@ -36,7 +36,7 @@ use std::fs;
 use std::time::Duration;
 
 use cairn_sdk::process::{self, Exited, ProcessId};
-use cairn_sdk::{CommandError, Commands, Config, Event, Plugin, timer};
+use cairn_sdk::{CommandError, Commands, Config, Event, Plugin, commands, metrics, timer};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
@@ -69,6 +69,30 @@ struct RotateRequest {
 }
 
 impl Registry {
+    /// Asks the health plugin to probe the registry's port; the smoke check
+    /// is what proves it works. Without a health plugin it only warns.
+    fn register_health_check(&self) {
+        if self.settings.health_plugin.is_empty() {
+            return;
+        }
+        let request = json!({
+            "name": "registry",
+            "target": format!("tcp://{}", self.settings.listen),
+            "interval-ms": 5000,
+            "timeout-ms": 2000,
+            "failure-threshold": 3,
+            "replace": true,
+        });
+        if let Err(err) =
+            commands::call_json::<_, Value>(&self.settings.health_plugin, "add", &request)
+        {
+            cairn_sdk::warn!(
+                "the registry's port is not probed by {}: {err}",
+                self.settings.health_plugin
+            );
+        }
+    }
+
     fn after_start(&mut self, id: ProcessId) -> Result<(), String> {
         self.process = Some(id);
         self.ready = false;
@@ -82,6 +106,9 @@ impl Registry {
         let report = smoke::run(&self.settings.url(), &self.credentials, self.smoke_round);
         self.ready = report.ok;
         self.smoke = Some(report.clone());
+        let total_ms: u64 = report.steps.iter().map(|step| step.ms).sum();
+        gauge("registry_ready", if report.ok { 1.0 } else { 0.0 });
+        gauge("registry_smoke_duration_seconds", total_ms as f64 / 1000.0);
         report
     }
 
@@ -122,6 +149,10 @@ impl Registry {
         self.ready = false;
         self.last_exit = Some(how);
         self.restarts += 1;
+        gauge("registry_ready", 0.0);
+        if let Err(err) = metrics::counter_add("registry_restarts_total", &[], 1) {
+            cairn_sdk::debug!("metric registry_restarts_total: {err}");
+        }
         let backoff = Duration::from_millis(250 << self.restarts.min(7)).min(MAX_BACKOFF);
         timer::once(backoff, RESTART_TOPIC).map_err(|err| err.to_string())?;
         Ok(())
@@ -188,6 +219,13 @@ impl Registry {
             )
         })?;
         let artifact = artifacts::publish(&self.api(), &self.settings.environments, request)?;
+        if let Err(err) = metrics::counter_add(
+            "registry_published_total",
+            &[("environment", &artifact.environment)],
+            1,
+        ) {
+            cairn_sdk::debug!("metric registry_published_total: {err}");
+        }
         cairn_sdk::info!(
             "published {}:{} as {} for {}",
             artifact.repository,
@@ -207,6 +245,13 @@ impl Registry {
         let in_use = artifacts::in_use()?;
         retention::plan(&recorded, &inventory, &in_use, self.settings.keep)
             .map_err(CommandError::invalid)
+    }
+}
+
+/// Sets a gauge; a refused metric (over the policy's series limit) is logged.
+fn gauge(name: &str, value: f64) {
+    if let Err(err) = metrics::gauge_set(name, &[], value) {
+        cairn_sdk::debug!("metric {name}: {err}");
     }
 }
 
@@ -239,6 +284,7 @@ impl Plugin for Registry {
         };
         let id = service::start(&registry.settings, changed)?;
         registry.after_start(id)?;
+        registry.register_health_check();
         Ok(registry)
     }
 

@@ -128,6 +128,9 @@ fn keep_latest_artifacts(
     }
     for (environment, mut list) in by_environment {
         list.sort_by_key(|artifact| std::cmp::Reverse(artifact.published_ms));
+        // The same digest published again is still one artifact.
+        let mut seen = BTreeSet::new();
+        list.retain(|artifact| seen.insert((&artifact.repository, &artifact.digest)));
         for (rank, artifact) in list.into_iter().take(count).enumerate() {
             keep.entry((artifact.repository.clone(), artifact.digest.clone()))
                 .or_default()

@@ -49,6 +49,9 @@ fn the_latest_n_per_environment_are_kept_and_the_rest_deleted() {
     artifacts.extend(
         (11..=12).map(|n| artifact("apps/web", &format!("dev-{n}"), n, "dev", u64::from(n))),
     );
+    // prod-5's digest published again under another tag: still one artifact.
+    let again = artifact("apps/web", "prod-5b", 5, "prod", 7);
+    artifacts.push(again);
     let mut failed = artifact("apps/web", "prod-6", 6, "prod", 6);
     failed.successful = false;
     artifacts.push(failed);

@@ -49,6 +49,13 @@ pub struct Settings {
     /// Successful artifacts kept per environment by retention.
     #[serde(default = "default_keep")]
     pub keep: usize,
+    /// The plugin that probes the registry's port; `""` for none.
+    #[serde(default = "default_health_plugin")]
+    pub health_plugin: String,
+}
+
+fn default_health_plugin() -> String {
+    "health".into()
 }
 
 fn default_environments() -> Vec<String> {
