@@ -78,7 +78,7 @@ impl Registry {
         let request = json!({
             "name": "registry",
             "target": format!("tcp://{}", self.settings.listen),
-            "interval-ms": 5000,
+            "interval-ms": 30000,
             "timeout-ms": 2000,
             "failure-threshold": 3,
             "replace": true,
@@ -116,6 +116,8 @@ impl Registry {
         let report = self.run_smoke();
         if report.ok {
             cairn_sdk::info!("registry ready at {}", self.settings.url());
+            // Registered once the port answers, so the first probe passes.
+            self.register_health_check();
             return Ok(());
         }
         self.smoke_attempts += 1;
@@ -284,7 +286,6 @@ impl Plugin for Registry {
         };
         let id = service::start(&registry.settings, changed)?;
         registry.after_start(id)?;
-        registry.register_health_check();
         Ok(registry)
     }
 
