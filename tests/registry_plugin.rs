@@ -255,6 +255,18 @@ fn cmdline(pid: u64) -> String {
         .replace('\0', " ")
 }
 
+/// Stops the registry the plugin started when the test ends, however it ends:
+/// the daemon's processes outlive a daemon killed by the harness.
+struct StopRegistry(String);
+
+impl Drop for StopRegistry {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("serve {}", self.0)])
+            .status();
+    }
+}
+
 #[test]
 fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
     let mut daemon = Daemon::start();
@@ -262,6 +274,7 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
     let state = dir.path().join("state");
     let storage = dir.path().join("storage");
     let port = free_port();
+    let _stop = StopRegistry(state.join("config.yml").display().to_string());
     daemon.write_policy("health", &health_policy(port));
     daemon.install(&plugin_wasm("health")).unwrap();
     daemon.write_policy("registry", &policy(&state, &storage, port));
