@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine as _;
 use cairn_sdk::http::{Method, Request, Response};
 
 use crate::retention::{Artifact, Inventory};
@@ -25,17 +24,8 @@ pub struct Api<'a> {
 
 impl Api<'_> {
     fn send(&self, method: Method, path: &str) -> Result<Response, String> {
-        let login = format!(
-            "{}:{}",
-            User::Build.name(),
-            self.credentials.password(User::Build).expose()
-        );
-        let authorization = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(login)
-        );
         Request::new(method, format!("{}{path}", self.base))
-            .header("authorization", authorization)
+            .header("authorization", self.credentials.basic_auth(User::Build))
             .header("accept", MANIFEST_TYPES)
             .send()
             .map_err(|err| format!("the registry did not answer {path}: {err}"))

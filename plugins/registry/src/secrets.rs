@@ -90,6 +90,16 @@ impl Credentials {
         }
     }
 
+    /// The `Authorization` header value that logs `user` in.
+    pub fn basic_auth(&self, user: User) -> String {
+        use base64::Engine as _;
+        let login = format!("{}:{}", user.name(), self.password(user).expose());
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(login)
+        )
+    }
+
     /// Loads the credentials in `dir`, or generates and stores them (with
     /// their htpasswd file) when there are none.
     pub fn load_or_create(dir: &str) -> Result<Credentials, String> {

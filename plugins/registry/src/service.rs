@@ -59,23 +59,22 @@ pub fn write_config(settings: &Settings, text: &str) -> Result<bool, String> {
 /// Starts the registry, or keeps the one already running (from an earlier
 /// release or before a daemon restart) unless its config changed.
 pub fn start(settings: &Settings, config_changed: bool) -> Result<ProcessId, String> {
-    if let Some(running) = process::find(PROCESS).map_err(|err| err.to_string())?
-        && running.running()
-    {
-        if !config_changed {
-            return Ok(running.id);
+    if let Some(found) = process::find(PROCESS).map_err(|err| err.to_string())? {
+        if found.running() {
+            if !config_changed {
+                return Ok(found.id);
+            }
+            cairn_sdk::info!("the registry's config changed; restarting it");
+            process::stop(found.id, STOP_GRACE).map_err(|err| err.to_string())?;
         }
-        cairn_sdk::info!("the registry's config changed; restarting it");
-        process::stop(running.id, STOP_GRACE).map_err(|err| err.to_string())?;
-        let _ = process::forget(running.id);
+        // The name is free again for the new process.
+        let _ = process::forget(found.id);
     }
     spawn(settings)
 }
 
+/// Spawns the registry; the name must be free (its last process forgotten).
 pub fn spawn(settings: &Settings) -> Result<ProcessId, String> {
-    if let Some(stale) = process::find(PROCESS).map_err(|err| err.to_string())? {
-        let _ = process::forget(stale.id);
-    }
     let spec = Spec::new(PROCESS, &settings.executable)
         .args(["serve", &settings.path("config.yml")])
         .open_files(8192);

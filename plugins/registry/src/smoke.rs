@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use cairn_sdk::http::{Method, Request, Response};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -51,17 +50,8 @@ impl Client<'_> {
         } else {
             format!("{}{path_or_url}", self.base)
         };
-        let login = format!(
-            "{}:{}",
-            user.name(),
-            self.credentials.password(user).expose()
-        );
-        let header = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(login)
-        );
         Request::new(method, url)
-            .header("authorization", header)
+            .header("authorization", self.credentials.basic_auth(user))
             .timeout(TIMEOUT)
     }
 
@@ -103,6 +93,22 @@ impl Client<'_> {
             detail,
             ms: 0,
         });
+    }
+
+    /// A pull that must answer 200 with exactly `pushed`.
+    fn pull_exactly(
+        &mut self,
+        step: &'static str,
+        request: Request,
+        pushed: &[u8],
+        what: &str,
+    ) -> Option<()> {
+        let pulled = self.step(step, request, 200)?;
+        if pulled.bytes(64 * 1024).ok().as_deref() != Some(pushed) {
+            self.fail(step, format!("the {what} pulled is not the one pushed"));
+            return None;
+        }
+        Some(())
     }
 
     fn push_blob(&mut self, step: &'static str, bytes: &[u8]) -> Option<()> {
@@ -182,27 +188,13 @@ fn check(client: &mut Client<'_>, round: u64) -> Option<()> {
             &format!("/v2/{REPOSITORY}/manifests/{digest}"),
         )
         .header("accept", MANIFEST_TYPE);
-    let pulled = client.step("pull-manifest", get, 200)?;
-    if pulled.bytes(64 * 1024).ok().as_deref() != Some(manifest.as_slice()) {
-        client.fail(
-            "pull-manifest",
-            "the manifest pulled is not the one pushed".into(),
-        );
-        return None;
-    }
+    client.pull_exactly("pull-manifest", get, &manifest, "manifest")?;
     let get = client.request(
         User::Runtime,
         Method::Get,
         &format!("/v2/{REPOSITORY}/blobs/{}", digest_of(&layer)),
     );
-    let blob = client.step("pull-layer", get, 200)?;
-    if blob.bytes(64 * 1024).ok().as_deref() != Some(layer.as_slice()) {
-        client.fail(
-            "pull-layer",
-            "the layer pulled is not the one pushed".into(),
-        );
-        return None;
-    }
+    client.pull_exactly("pull-layer", get, &layer, "layer")?;
     let delete = client.request(
         User::Build,
         Method::Delete,

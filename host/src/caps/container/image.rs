@@ -252,11 +252,6 @@ pub fn record(image: &Image) -> ImageRecord {
     }
 }
 
-/// Reads a whole blob (at most [`MAX_DOCUMENT`] bytes) from the content store.
-async fn read_blob(engine: &Containerd, digest: &str) -> Result<Vec<u8>, CapError> {
-    read_blob_up_to(engine, digest, MAX_DOCUMENT).await
-}
-
 /// The blob `digest` of the content store, as containerd streams it.
 async fn content_stream(
     engine: &Containerd,
@@ -275,12 +270,10 @@ async fn content_stream(
         .into_inner())
 }
 
-/// Reads a whole blob of at most `limit` bytes from the content store.
-async fn read_blob_up_to(
-    engine: &Containerd,
-    digest: &str,
-    limit: u64,
-) -> Result<Vec<u8>, CapError> {
+/// Reads a whole document (at most [`MAX_DOCUMENT`] bytes) from the content
+/// store; layers are streamed instead (see `file_of`).
+async fn read_blob(engine: &Containerd, digest: &str) -> Result<Vec<u8>, CapError> {
+    let limit = MAX_DOCUMENT;
     let mut stream = content_stream(engine, digest).await?;
     let mut bytes = Vec::new();
     while let Some(chunk) = stream
