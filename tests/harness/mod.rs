@@ -8,6 +8,7 @@ pub mod http;
 pub mod mosquitto;
 pub mod proxy;
 pub mod registry;
+pub mod site_registry;
 
 use std::collections::HashMap;
 use std::fs;

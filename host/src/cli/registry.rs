@@ -3,6 +3,7 @@
 //! output. Passwords are never printed: the plugin only answers fingerprints.
 
 use std::path::Path;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -45,6 +46,16 @@ pub enum RegistryCommand {
     Artifacts,
     /// What retention would delete, and why each kept digest stays
     Retention,
+    /// Delete what retention does not keep and garbage-collect, under a
+    /// maintenance lock (publishing is refused until it ends)
+    Prune {
+        /// Only show what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the prune to finish and show how it went
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
+    },
 }
 
 /// Arguments of `cairn registry publish`.
@@ -67,8 +78,12 @@ pub struct PublishArgs {
     pub digest: Option<String>,
 }
 
+/// How often `prune --wait` asks whether the prune finished.
+const PRUNE_POLL: Duration = Duration::from_millis(250);
+
 /// Runs `cairn registry ...`.
 pub(crate) async fn run(socket: &Path, args: RegistryArgs) -> Result<Outcome, AdminError> {
+    let mut wait_for_prune = false;
     let (command, payload) = match args.command {
         RegistryCommand::Status => ("status", Value::Null),
         RegistryCommand::Fingerprints => ("credentials-fingerprint", Value::Null),
@@ -76,6 +91,10 @@ pub(crate) async fn run(socket: &Path, args: RegistryArgs) -> Result<Outcome, Ad
         RegistryCommand::Smoke => ("smoke", Value::Null),
         RegistryCommand::Artifacts => ("artifacts", Value::Null),
         RegistryCommand::Retention => ("retention", Value::Null),
+        RegistryCommand::Prune { dry_run, wait } => {
+            wait_for_prune = wait;
+            ("prune", json!({ "dry-run": dry_run }))
+        }
         RegistryCommand::Publish(publish) => {
             let (repository, tag) = publish.image.rsplit_once(':').ok_or_else(|| {
                 super::failure(
@@ -96,15 +115,23 @@ pub(crate) async fn run(socket: &Path, args: RegistryArgs) -> Result<Outcome, Ad
             ("publish", payload)
         }
     };
-    let value = ask(
-        socket,
-        &Request::Call {
-            plugin: args.plugin,
-            command: command.to_string(),
-            payload,
-        },
-    )
-    .await?;
+    let call = |command: &str, payload: Value| Request::Call {
+        plugin: args.plugin.clone(),
+        command: command.to_string(),
+        payload,
+    };
+    let value = ask(socket, &call(command, payload)).await?;
+    if wait_for_prune {
+        loop {
+            let status = ask(socket, &call("status", Value::Null)).await?;
+            if status["maintenance"].is_null() {
+                let last = status["last-prune"].clone();
+                let human = render_prune_outcome(&last);
+                return Ok(Outcome::new(last, human));
+            }
+            tokio::time::sleep(PRUNE_POLL).await;
+        }
+    }
     let human = render(command, &value);
     Ok(Outcome::new(value, human))
 }
@@ -112,7 +139,7 @@ pub(crate) async fn run(socket: &Path, args: RegistryArgs) -> Result<Outcome, Ad
 fn render(command: &str, value: &Value) -> String {
     match command {
         "status" => format!(
-            "{} ({}): {}{}\nstorage: {}\nrestarts: {}\n",
+            "{} ({}): {}{}\nstorage: {}\nrestarts: {}\n{}",
             value["url"].as_str().unwrap_or("?"),
             value["tls"].as_str().unwrap_or("?"),
             if value["ready"] == true {
@@ -128,6 +155,7 @@ fn render(command: &str, value: &Value) -> String {
                 .unwrap_or_default(),
             value["storage"].as_str().unwrap_or("?"),
             value["restarts"],
+            render_maintenance(value),
         ),
         "credentials-fingerprint" | "rotate" => format!(
             "build    {}\nruntime  {}\n",
@@ -167,8 +195,60 @@ fn render(command: &str, value: &Value) -> String {
                 )
             })
             .collect(),
+        "prune" if value["dry-run"] == true => render_retention(&value["plan"]),
+        "prune" => format!(
+            "pruning: {} manifests to delete, {} kept (publishing is refused until it ends)\n",
+            value["deleting"], value["keeping"]
+        ),
         _ => render_retention(value),
     }
+}
+
+fn render_maintenance(status: &Value) -> String {
+    let mut text = String::new();
+    if let Some(mode) = status["mode"].as_str() {
+        text.push_str(&format!("mode: {mode}\n"));
+    }
+    let job = &status["maintenance"];
+    if !job.is_null() {
+        text.push_str(&format!(
+            "maintenance: pruning ({}), step {}\n",
+            job["trigger"].as_str().unwrap_or("?"),
+            job["step"].as_str().unwrap_or("?")
+        ));
+    }
+    if !status["last-prune"].is_null() {
+        text.push_str("last prune: ");
+        text.push_str(&render_prune_outcome(&status["last-prune"]));
+    }
+    text
+}
+
+fn render_prune_outcome(outcome: &Value) -> String {
+    if outcome.is_null() {
+        return "no prune has finished\n".into();
+    }
+    let mut text = format!(
+        "{}: {} manifests deleted, {} blobs ({} bytes) freed in {} ms, read-only {} ms, {} kept manifests verified\n",
+        if outcome["ok"] == true {
+            "ok"
+        } else {
+            "FAILED"
+        },
+        outcome["manifests-deleted"],
+        outcome["blobs-freed"],
+        outcome["bytes-freed"],
+        outcome["duration-ms"],
+        outcome["read-only-ms"],
+        outcome["verified"],
+    );
+    for line in ["missing", "errors"]
+        .iter()
+        .flat_map(|key| outcome[*key].as_array().cloned().unwrap_or_default())
+    {
+        text.push_str(&format!("  {}\n", line.as_str().unwrap_or("?")));
+    }
+    text
 }
 
 fn render_retention(value: &Value) -> String {

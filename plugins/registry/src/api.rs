@@ -1,5 +1,6 @@
 //! The registry's HTTP API as the plugin's operations use it: resolving a
-//! tag to its digest and reading what the registry holds for retention.
+//! tag to its digest, reading what the registry holds for retention, deleting
+//! manifests and checking that kept ones are whole.
 
 use std::collections::BTreeSet;
 
@@ -24,8 +25,12 @@ pub struct Api<'a> {
 
 impl Api<'_> {
     fn send(&self, method: Method, path: &str) -> Result<Response, String> {
+        self.send_as(User::Build, method, path)
+    }
+
+    fn send_as(&self, user: User, method: Method, path: &str) -> Result<Response, String> {
         Request::new(method, format!("{}{path}", self.base))
-            .header("authorization", self.credentials.basic_auth(User::Build))
+            .header("authorization", self.credentials.basic_auth(user))
             .header("accept", MANIFEST_TYPES)
             .send()
             .map_err(|err| format!("the registry did not answer {path}: {err}"))
@@ -65,6 +70,63 @@ impl Api<'_> {
             .map_err(|err| err.to_string())?;
         let document = serde_json::from_slice(&body).map_err(|err| format!("{path}: {err}"))?;
         Ok(Some((digest, document)))
+    }
+
+    /// Whether the registry answers an authenticated `GET /v2/`.
+    pub fn answers(&self) -> bool {
+        self.send_as(User::Runtime, Method::Get, "/v2/")
+            .is_ok_and(|response| response.status == 200)
+    }
+
+    /// Deletes a manifest by digest (and with it every tag on it); `false`
+    /// when it was already gone.
+    pub fn delete_manifest(&self, repository: &str, digest: &str) -> Result<bool, String> {
+        let path = format!("/v2/{repository}/manifests/{digest}");
+        let response = self.send(Method::Delete, &path)?;
+        match response.status {
+            202 => Ok(true),
+            404 => Ok(false),
+            other => {
+                let body = response.bytes(4096).unwrap_or_default();
+                Err(format!(
+                    "DELETE {path}: the registry answered {other}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ))
+            }
+        }
+    }
+
+    /// What is missing of `repository@digest`, pulled as the `runtime`
+    /// user: the manifest, its config and layers, an index's children.
+    pub fn missing_parts(&self, repository: &str, digest: &str) -> Result<Vec<String>, String> {
+        let path = format!("/v2/{repository}/manifests/{digest}");
+        let response = self.send_as(User::Runtime, Method::Get, &path)?;
+        match response.status {
+            200 => {}
+            404 => return Ok(vec![format!("{repository}@{digest}")]),
+            other => return Err(format!("{path}: the registry answered {other}")),
+        }
+        let body = response
+            .bytes(MAX_DOCUMENT)
+            .map_err(|err| err.to_string())?;
+        let document: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|err| format!("{path}: {err}"))?;
+        let mut missing = Vec::new();
+        let blobs = document["config"]["digest"]
+            .as_str()
+            .map(str::to_string)
+            .into_iter()
+            .chain(strings_at(&document["layers"], "digest"));
+        for blob in blobs {
+            let path = format!("/v2/{repository}/blobs/{blob}");
+            if self.send_as(User::Runtime, Method::Head, &path)?.status != 200 {
+                missing.push(format!("{repository}@{blob} (blob of {digest})"));
+            }
+        }
+        for child in strings_at(&document["manifests"], "digest") {
+            missing.extend(self.missing_parts(repository, &child)?);
+        }
+        Ok(missing)
     }
 
     /// Every repository, a page of [`PAGE`] at a time (2.8 refuses larger pages).

@@ -13,19 +13,23 @@
 //! Artifacts are published by digest (`publish`, `artifacts`); retention keeps
 //! the latest `keep` of each environment and whatever is in use (`report-in-use`),
 //! and `retention` shows what a prune would delete and why each digest stays.
+//! `prune` deletes it under a maintenance lock (see [`prune`]), on command and
+//! every `prune-interval`.
 //!
 //! Commands: `status`, `credentials-fingerprint`, `rotate`, `smoke`, `publish`,
-//! `artifacts`, `report-in-use`, `retention`.
+//! `artifacts`, `report-in-use`, `retention`, `prune`.
 //! See `docs/registry.md`.
 
 mod api;
 mod artifacts;
+mod prune;
 mod retention;
 mod secrets;
 mod service;
 mod settings;
 mod smoke;
 mod tls;
+mod usage;
 
 #[cfg(test)]
 mod retention_tests;
@@ -36,16 +40,21 @@ use std::fs;
 use std::time::Duration;
 
 use cairn_sdk::process::{self, Exited, ProcessId};
+use cairn_sdk::timer::TimerId;
 use cairn_sdk::{CommandError, Commands, Config, Event, Plugin, commands, metrics, timer};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use secrets::{Credentials, User};
+use service::Mode;
 use settings::{Settings, TlsMode};
 
 const RESTART_TOPIC: &str = "registry/restart";
 const SMOKE_TOPIC: &str = "registry/smoke";
+const SCHEDULE_TOPIC: &str = "registry/prune-schedule";
+/// A scheduled prune that finds the registry busy or not ready tries again after this.
+const SCHEDULE_RETRY: Duration = Duration::from_secs(60);
 /// Smoke attempts after a start before the registry is reported failing.
 const SMOKE_ATTEMPTS: u32 = 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -54,6 +63,10 @@ struct Registry {
     settings: Settings,
     credentials: Credentials,
     process: Option<ProcessId>,
+    /// A restart timer is set (the registry exited).
+    restart_pending: bool,
+    /// The timer of the next scheduled prune.
+    next_prune: Option<TimerId>,
     restarts: u32,
     last_exit: Option<String>,
     smoke: Option<smoke::Report>,
@@ -66,6 +79,14 @@ struct Registry {
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
     user: User,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PruneRequest {
+    /// Only show what would be deleted.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 impl Registry {
@@ -137,7 +158,8 @@ impl Registry {
     }
 
     fn on_exit(&mut self, exited: &Exited) -> Result<(), String> {
-        if exited.name != service::PROCESS {
+        // Stopped on purpose (a mode switch) or garbage-collect: not a crash.
+        if exited.name != service::PROCESS || self.process != Some(ProcessId(exited.id)) {
             return Ok(());
         }
         let how = match (&exited.code, &exited.signal) {
@@ -157,6 +179,65 @@ impl Registry {
         }
         let backoff = Duration::from_millis(250 << self.restarts.min(7)).min(MAX_BACKOFF);
         timer::once(backoff, RESTART_TOPIC).map_err(|err| err.to_string())?;
+        self.restart_pending = true;
+        Ok(())
+    }
+
+    /// The mode the registry must serve in: read-only while a prune collects garbage.
+    fn wanted_mode() -> Mode {
+        match prune::current() {
+            Ok(Some(job)) => job.step.mode(),
+            _ => Mode::ReadWrite,
+        }
+    }
+
+    fn on_restart_timer(&mut self) -> Result<(), String> {
+        self.restart_pending = false;
+        if self.process.is_some() {
+            // A prune step started it meanwhile.
+            return Ok(());
+        }
+        let mode = Self::wanted_mode();
+        let id = self.spawn_in(mode)?;
+        if mode == Mode::ReadWrite {
+            self.after_start(id)?;
+        }
+        Ok(())
+    }
+
+    /// Arms the next scheduled prune, `prune-interval` after the last one.
+    fn schedule_next_prune(&mut self) {
+        let Some(interval) = self.settings.prune_interval() else {
+            return;
+        };
+        if let Some(old) = self.next_prune.take() {
+            let _ = timer::cancel(old);
+        }
+        let last = prune::last().ok().flatten().map(|last| last.finished_ms);
+        let now = prune::now_ms();
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let due = last.map_or(now.saturating_add(interval_ms), |last| {
+            last.saturating_add(interval_ms)
+        });
+        // An overdue prune waits for the registry to settle after a start.
+        let delay = Duration::from_millis(due.saturating_sub(now)).max(SCHEDULE_RETRY);
+        match timer::once(delay, SCHEDULE_TOPIC) {
+            Ok(id) => self.next_prune = Some(id),
+            Err(err) => cairn_sdk::warn!("scheduled pruning is off: {err}"),
+        }
+    }
+
+    fn on_schedule_timer(&mut self) -> Result<(), String> {
+        self.next_prune = None;
+        let started = self
+            .retention_plan()
+            .and_then(|plan| self.start_prune(&plan, "schedule"));
+        if let Err(err) = started {
+            cairn_sdk::warn!("the scheduled prune did not start: {}", err.message);
+            if let Ok(id) = timer::once(SCHEDULE_RETRY, SCHEDULE_TOPIC) {
+                self.next_prune = Some(id);
+            }
+        }
         Ok(())
     }
 
@@ -165,6 +246,8 @@ impl Registry {
             .process
             .and_then(|id| process::info(id).ok())
             .filter(|info| info.running());
+        let maintenance = prune::current().map_err(CommandError::internal)?;
+        let last_prune = prune::last().map_err(CommandError::internal)?;
         Ok(json!({
             "url": self.settings.url(),
             "tls": match self.settings.tls {
@@ -175,7 +258,18 @@ impl Registry {
             "ca": (self.settings.tls == TlsMode::DeviceCa).then(|| self.settings.path("tls/ca.pem")),
             "storage": self.settings.storage,
             "running": running.is_some(),
-            "pid": running.map(|info| info.pid),
+            "pid": running.as_ref().map(|info| info.pid),
+            "mode": running.as_ref().map(|info| match service::mode_of(info) {
+                Mode::ReadWrite => "read-write",
+                Mode::ReadOnly => "read-only",
+            }),
+            "maintenance": maintenance.map(|job| json!({
+                "step": job.step,
+                "started-ms": job.started_ms,
+                "trigger": job.trigger,
+                "deleting": job.delete.len(),
+            })),
+            "last-prune": last_prune,
             "ready": self.ready,
             "restarts": self.restarts,
             "last-exit": self.last_exit,
@@ -220,7 +314,11 @@ impl Registry {
                 r#"publish expects {"repository":..,"tag":..,"environment":..,"revision":..}"#,
             )
         })?;
+        if let Some(job) = prune::current().map_err(CommandError::internal)? {
+            return Err(prune::locked_error(&job));
+        }
         let artifact = artifacts::publish(&self.api(), &self.settings.environments, request)?;
+        record_artifact_count();
         if let Err(err) = metrics::counter_add(
             "registry_published_total",
             &[("environment", &artifact.environment)],
@@ -239,6 +337,25 @@ impl Registry {
     }
 
     fn retention(&mut self, _: IgnoredAny) -> Result<retention::Plan, CommandError> {
+        self.retention_plan()
+    }
+
+    fn prune(&mut self, request: Option<PruneRequest>) -> Result<Value, CommandError> {
+        let request = request.unwrap_or_default();
+        let plan = self.retention_plan()?;
+        if request.dry_run {
+            return Ok(json!({ "dry-run": true, "plan": plan }));
+        }
+        let job = self.start_prune(&plan, "command")?;
+        Ok(json!({
+            "started-ms": job.started_ms,
+            "deleting": job.delete.len(),
+            "keeping": job.keep.len(),
+            "plan": plan,
+        }))
+    }
+
+    fn retention_plan(&self) -> Result<retention::Plan, CommandError> {
         let recorded = artifacts::list()?;
         let inventory = self
             .api()
@@ -247,6 +364,13 @@ impl Registry {
         let in_use = artifacts::in_use()?;
         retention::plan(&recorded, &inventory, &in_use, self.settings.keep)
             .map_err(CommandError::invalid)
+    }
+}
+
+/// `registry_artifacts`: the recorded artifacts.
+fn record_artifact_count() {
+    if let Ok(artifacts) = artifacts::list() {
+        gauge("registry_artifacts", artifacts.len() as f64);
     }
 }
 
@@ -271,12 +395,13 @@ impl Plugin for Registry {
         }
         let credentials = Credentials::load_or_create(&settings.state)?;
         let tls = service::tls_files(&settings)?;
-        let text = service::render_config(&settings, &credentials, tls.as_ref());
-        let changed = service::write_config(&settings, &text)?;
+        let changed = service::write_configs(&settings, &credentials, tls.as_ref())?;
         let mut registry = Registry {
             settings,
             credentials,
             process: None,
+            restart_pending: false,
+            next_prune: None,
             restarts: 0,
             last_exit: None,
             smoke: None,
@@ -284,8 +409,26 @@ impl Plugin for Registry {
             smoke_round: 0,
             ready: false,
         };
-        let id = service::start(&registry.settings, changed)?;
-        registry.after_start(id)?;
+        // A prune interrupted by a crash goes on where it was.
+        let job = prune::current()?;
+        let mode = job.as_ref().map_or(Mode::ReadWrite, |job| job.step.mode());
+        let id = service::start(&registry.settings, changed, mode)?;
+        if mode == Mode::ReadWrite {
+            registry.after_start(id)?;
+        } else {
+            registry.process = Some(id);
+        }
+        if let Some(job) = job {
+            cairn_sdk::info!(
+                "resuming the prune started at {} ms at step {:?}",
+                job.started_ms,
+                job.step
+            );
+            registry.schedule_prune(Duration::ZERO)?;
+        }
+        prune::record_usage(usage::measure(&registry.settings.storage));
+        record_artifact_count();
+        registry.schedule_next_prune();
         Ok(registry)
     }
 
@@ -309,6 +452,7 @@ impl Plugin for Registry {
                 },
             )
             .command("retention", Self::retention)
+            .command("prune", Self::prune)
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {
@@ -317,10 +461,9 @@ impl Plugin for Registry {
         }
         match event.topic.as_str() {
             SMOKE_TOPIC => self.on_smoke_timer(),
-            RESTART_TOPIC => {
-                let id = service::spawn(&self.settings)?;
-                self.after_start(id)
-            }
+            RESTART_TOPIC => self.on_restart_timer(),
+            prune::TOPIC => self.on_prune_timer(),
+            SCHEDULE_TOPIC => self.on_schedule_timer(),
             _ => Ok(()),
         }
     }

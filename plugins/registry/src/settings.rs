@@ -1,6 +1,7 @@
 //! The plugin's `[config]`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -52,6 +53,12 @@ pub struct Settings {
     /// The plugin that probes the registry's port; `""` for none.
     #[serde(default = "default_health_plugin")]
     pub health_plugin: String,
+    /// How often to prune (`"24h"`); `""` for only on command.
+    #[serde(default)]
+    pub prune_interval: String,
+    /// A pause between prune steps (`"2s"`), to watch a prune go by; none by default.
+    #[serde(default)]
+    pub prune_step_pause: String,
 }
 
 fn default_health_plugin() -> String {
@@ -96,6 +103,21 @@ impl Settings {
         if self.environments.is_empty() {
             return Err("`environments` must name at least one environment".into());
         }
+        for (key, text) in [
+            ("prune-interval", &self.prune_interval),
+            ("prune-step-pause", &self.prune_step_pause),
+        ] {
+            if !text.is_empty() {
+                humantime::parse_duration(text)
+                    .map_err(|err| format!("`{key}` = `{text}` is not a duration: {err}"))?;
+            }
+        }
+        if self
+            .prune_interval()
+            .is_some_and(|every| every < Duration::from_secs(60))
+        {
+            return Err("`prune-interval` must be at least 1m".into());
+        }
         if self.state == self.storage {
             return Err("`state` and `storage` must be different directories".into());
         }
@@ -135,6 +157,15 @@ impl Settings {
         ips.retain(|ip| !ip.is_unspecified());
         ips.dedup();
         ips
+    }
+
+    /// The interval of scheduled pruning, if any.
+    pub fn prune_interval(&self) -> Option<Duration> {
+        humantime::parse_duration(&self.prune_interval).ok()
+    }
+
+    pub fn prune_step_pause(&self) -> Duration {
+        humantime::parse_duration(&self.prune_step_pause).unwrap_or_default()
     }
 
     pub fn path(&self, name: &str) -> String {

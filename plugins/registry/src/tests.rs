@@ -5,7 +5,7 @@
 use std::fs;
 
 use crate::secrets::{Credentials, User};
-use crate::service::render_config;
+use crate::service::{Mode, render_config};
 use crate::settings::Settings;
 
 fn settings(extra: &str) -> Result<Settings, String> {
@@ -45,10 +45,19 @@ fn settings_are_checked() {
         ("listen = \"nowhere\"", "invalid socket address"),
         ("tls = \"http\"", "unknown variant"),
         ("retention = 3", "unknown field"),
+        ("keep = 0", "must be at least 1"),
+        ("prune-interval = \"daily\"", "is not a duration"),
+        ("prune-interval = \"10s\"", "at least 1m"),
     ] {
         let err = settings(extra).err().unwrap_or_default();
         assert!(err.contains(needle), "{extra}: {err}");
     }
+    let scheduled = settings("prune-interval = \"24h\"").unwrap();
+    assert_eq!(
+        scheduled.prune_interval(),
+        Some(std::time::Duration::from_secs(86400))
+    );
+    assert_eq!(good.prune_interval(), None);
     let relative = config_table("state = \"rel\"\nstorage = \"/s\"").unwrap();
     assert!(relative.check().unwrap_err().contains("absolute"));
 }
@@ -95,8 +104,19 @@ fn credentials_are_made_once_and_a_torn_rotation_is_repaired() {
 fn the_registry_config_has_no_blob_cache_and_quotes_paths() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = Credentials::load_or_create(dir.path().to_str().unwrap()).unwrap();
-    let text = render_config(&settings("").unwrap(), &credentials, None);
+    let text = render_config(&settings("").unwrap(), &credentials, None, Mode::ReadWrite);
     assert!(text.contains("rootdirectory: \"/srv/images\""), "{text}");
+    assert!(text.contains("readonly:\n      enabled: false"), "{text}");
+    let read_only = render_config(&settings("").unwrap(), &credentials, None, Mode::ReadOnly);
+    assert!(
+        read_only.contains("readonly:\n      enabled: true"),
+        "{read_only}"
+    );
+    assert_eq!(
+        read_only.replace("enabled: true", "enabled: false"),
+        text.replace("enabled: true", "enabled: false"),
+        "the modes differ only in read-only maintenance"
+    );
     assert!(text.contains("addr: \"127.0.0.1:5000\""), "{text}");
     assert!(text.contains("path: \"/var/lib/r/htpasswd\""), "{text}");
     assert!(text.contains("delete:\n    enabled: true"), "{text}");
