@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::site_registry::{
-    StopRegistry, WAIT, cmdline, curl_status, free_port, health_policy, passwords, policy,
+    Gateway, StopRegistry, WAIT, cmdline, curl_status, free_port, health_policy, passwords, policy,
     push_image, status, wait_ready,
 };
-use harness::{Daemon, plugin_wasm};
+use harness::{Daemon, Options, plugin_wasm, write_owner_only};
 
 #[test]
 fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
@@ -258,4 +258,168 @@ fn the_registry_is_provisioned_served_over_tls_smoke_checked_and_supervised() {
     for secret in [&build, &runtime, &rotated] {
         assert!(!log.contains(secret.as_str()), "a password reached the log");
     }
+}
+
+/// A device pointed at the gateway by `device-config` fetches what it asks
+/// of the upstream registry from the gateway: over TLS trusting the gateway's
+/// CA, with the `runtime` login from the file the plugin wrote, by tag and by
+/// digest. The password is in that owner-only file and nowhere in the reply.
+#[test]
+fn devices_use_the_gateway_as_a_mirror_with_the_files_device_config_writes() {
+    const UPSTREAM: &str = "registry.upstream.invalid:5000";
+    let gateway = Gateway::start(&format!("mirror-for = [\"{UPSTREAM}\"]"));
+    let reply = gateway
+        .daemon
+        .call("registry", "device-config", "null")
+        .unwrap();
+    let text = reply.to_string();
+    assert!(
+        !text.contains(&gateway.runtime) && !text.contains(&gateway.build),
+        "a password in the reply: {text}"
+    );
+    let registry = format!("localhost:{}", gateway.port);
+    assert_eq!(reply["registry"], registry.as_str());
+    assert_eq!(reply["mirror-for"], serde_json::json!([UPSTREAM]));
+    let config = reply["config"].as_str().unwrap();
+    assert!(
+        config.contains(&format!("\"{UPSTREAM}\" = \"{registry}\"")),
+        "{config}"
+    );
+    let credentials = std::fs::read_to_string(reply["credentials-file"].as_str().unwrap()).unwrap();
+    assert!(credentials.contains(&gateway.runtime), "{credentials}");
+    assert!(
+        !credentials.contains(&gateway.build),
+        "the build password went to devices"
+    );
+    // Under the private state directory, which only the daemon's user enters.
+    assert!(
+        std::path::Path::new(reply["credentials-file"].as_str().unwrap())
+            .starts_with(&gateway.state),
+        "{reply}"
+    );
+    let mode = std::fs::metadata(&gateway.state)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "device files reachable by others: {mode:o}"
+    );
+    for line in gateway.daemon.daemon_log().lines() {
+        assert!(
+            !line.contains(&gateway.runtime),
+            "a password in the log: {line}"
+        );
+    }
+    let printed = gateway.daemon.cli(&["registry", "device-config"]);
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("[registry.mirrors]"), "{printed}");
+    assert!(!printed.contains(&gateway.runtime), "{printed}");
+
+    // The build pushes a signed plugin to the gateway, as its own repository.
+    let device = Daemon::start_with(Options {
+        extra_config: format!(
+            "credentials = {:?}\nca-file = {:?}\n\n[registry.mirrors]\n\"{UPSTREAM}\" = \"{registry}\"\n",
+            device_copy(&reply, "credentials-file"),
+            device_copy(&reply, "ca-file"),
+        ),
+        ..Options::default()
+    });
+    let build_login = device.root().join("build.toml");
+    write_owner_only(
+        &build_login,
+        &format!(
+            "[registries.\"{registry}\"]\nusername = \"build\"\npassword = \"{}\"\n",
+            gateway.build
+        ),
+    );
+    let wasm = plugin_wasm("counter");
+    let key = device.root().join("dev.key");
+    let pushed = device
+        .cli_json(&[
+            "plugin",
+            "push",
+            wasm.to_str().unwrap(),
+            &format!("{registry}/plugins/counter:1.0"),
+            "--key",
+            key.to_str().unwrap(),
+            "--credentials",
+            build_login.to_str().unwrap(),
+            "--ca-file",
+            gateway.ca.to_str().unwrap(),
+        ])
+        .unwrap();
+    let digest = pushed["digest"].as_str().unwrap().to_string();
+
+    // The device asks for the upstream name; the gateway answers.
+    let installed = device
+        .cli_json(&[
+            "plugin",
+            "install",
+            &format!("oci://{UPSTREAM}/plugins/counter:1.0"),
+        ])
+        .unwrap_or_else(|err| panic!("install through the mirror: {err}\n{}", device.daemon_log()));
+    assert_eq!(installed["name"], "counter", "{installed}");
+    assert_eq!(
+        device.call("counter", "increment", "null").unwrap()["count"],
+        1
+    );
+    let plugins = device.cli_json(&["plugin", "list"]).unwrap();
+    let counter = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|plugin| plugin["name"] == "counter")
+        .unwrap();
+    assert_eq!(
+        counter["digest"],
+        harness::site_registry::sha256(&std::fs::read(&wasm).unwrap()),
+        "not the pushed component: {counter}"
+    );
+    // By digest, too (a reinstall of the same digest is a no-op reply).
+    device
+        .cli_json(&[
+            "plugin",
+            "install",
+            &format!("oci://{UPSTREAM}/plugins/counter@{digest}"),
+        ])
+        .unwrap_or_else(|err| panic!("install by digest through the mirror: {err}"));
+
+    // With a wrong login the gateway refuses the device, which says whose
+    // login to check and keeps what it runs.
+    let mut device = device;
+    let wrong = device.root().join("wrong.toml");
+    write_owner_only(
+        &wrong,
+        &format!("[registries.\"{registry}\"]\nusername = \"runtime\"\npassword = \"wrong\"\n"),
+    );
+    let config = std::fs::read_to_string(device.root().join("cairn.toml")).unwrap();
+    let credentials_line = config
+        .lines()
+        .find(|line| line.starts_with("credentials = "))
+        .unwrap();
+    std::fs::write(
+        device.root().join("cairn.toml"),
+        config.replace(credentials_line, &format!("credentials = {wrong:?}")),
+    )
+    .unwrap();
+    device.restart();
+    device.assert_install_refused(
+        &format!("oci://{UPSTREAM}/plugins/counter:1.0"),
+        &format!("counter:1.0 (through the mirror {registry}): registry {registry} refused access"),
+    );
+    assert_eq!(device.call("counter", "get", "null").unwrap()["count"], 1);
+}
+
+/// Copies a file `device-config` wrote to where a device keeps it (owner-only).
+fn device_copy(reply: &serde_json::Value, key: &str) -> std::path::PathBuf {
+    let from = std::path::PathBuf::from(reply[key].as_str().unwrap());
+    let to = std::env::temp_dir().join(format!(
+        "cairn-device-{}-{}",
+        std::process::id(),
+        from.file_name().unwrap().to_string_lossy()
+    ));
+    write_owner_only(&to, &std::fs::read_to_string(&from).unwrap());
+    to
 }

@@ -112,6 +112,10 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// Owner-only TOML file with registry credentials, if any.
     pub credentials: Option<PathBuf>,
+    /// Upstream registry → the mirror every fetch for it goes to.
+    pub mirrors: BTreeMap<String, String>,
+    /// A PEM file of certificates trusted besides the system's (a site CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Settings of the WebAssembly runtime.
@@ -241,6 +245,9 @@ impl DaemonConfig {
             registry: RegistryConfig {
                 insecure: file.registry.insecure,
                 credentials: from_file(file.registry.credentials),
+                mirrors: checked_mirrors(file.registry.mirrors)
+                    .with_context(|| format!("invalid config file {}", path_text(path)))?,
+                ca_file: from_file(file.registry.ca_file),
             },
             http: file.listeners.http.map(|mut http| {
                 http.tls_cert_file = from_file(http.tls_cert_file.take());
@@ -304,11 +311,14 @@ struct RuntimeSection {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RegistrySection {
     #[serde(default)]
     insecure: Vec<String>,
     credentials: Option<PathBuf>,
+    #[serde(default)]
+    mirrors: BTreeMap<String, String>,
+    ca_file: Option<PathBuf>,
 }
 
 /// Network listeners the host owns on behalf of plugins.
@@ -325,6 +335,21 @@ fn log_filter<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Strin
         serde::de::Error::custom(format!("invalid log-level `{filter}`: {error}"))
     })?;
     Ok(Some(filter))
+}
+
+/// `[registry.mirrors]`: both sides must be a registry, `HOST[:PORT]`.
+fn checked_mirrors(mirrors: BTreeMap<String, String>) -> anyhow::Result<BTreeMap<String, String>> {
+    for (upstream, mirror) in &mirrors {
+        for registry in [upstream, mirror] {
+            let parsed = crate::supply::oci::Reference::parse(&format!("{registry}/probe:latest"));
+            if !parsed.is_ok_and(|parsed| parsed.registry() == registry) {
+                anyhow::bail!(
+                    "[registry.mirrors] {upstream:?} = {mirror:?}: {registry:?} is not a registry HOST[:PORT]"
+                );
+            }
+        }
+    }
+    Ok(mirrors)
 }
 
 fn path_text(path: Option<&Path>) -> String {
@@ -547,6 +572,25 @@ retain = true
             ),
             ("devices/{device}/status", "offline", 1, true)
         );
+    }
+
+    #[test]
+    fn registry_mirrors_and_ca_file_are_read_and_checked() {
+        let (dir, config) = load_text(
+            "[registry]\nca-file = \"site-ca.pem\"\n[registry.mirrors]\n\"ghcr.io\" = \"gw.site:5000\"\n",
+        );
+        let registry = config.unwrap().registry;
+        assert_eq!(registry.ca_file, Some(dir.path().join("site-ca.pem")));
+        assert_eq!(registry.mirrors["ghcr.io"], "gw.site:5000");
+        for bad in ["gw.site/path", "", "gw site"] {
+            let text = format!("[registry.mirrors]\n\"ghcr.io\" = {bad:?}\n");
+            let (_dir, config) = load_text(&text);
+            let err = format!("{:#}", config.unwrap_err());
+            assert!(
+                err.contains("is not a registry HOST[:PORT]"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

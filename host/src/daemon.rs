@@ -109,9 +109,19 @@ fn registry_options(config: &crate::config::RegistryConfig) -> anyhow::Result<Re
         Some(path) => Some(Credentials::load(path)?),
         None => None,
     };
+    let extra_roots_der = match &config.ca_file {
+        Some(path) => crate::caps::pem::read_certs(path)
+            .context("reading [registry] ca-file")?
+            .into_iter()
+            .map(|cert| cert.to_vec())
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(RegistryOptions {
         insecure: config.insecure.clone(),
         credentials,
+        mirrors: config.mirrors.clone(),
+        extra_roots_der,
         ..RegistryOptions::default()
     })
 }

@@ -591,7 +591,7 @@ impl Drop for Daemon {
     }
 }
 
-fn write_owner_only(path: &Path, text: &str) {
+pub fn write_owner_only(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();

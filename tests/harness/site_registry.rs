@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::Daemon;
+use super::{Daemon, plugin_wasm};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -338,4 +338,84 @@ pub fn pull(
         }
     }
     Ok(())
+}
+
+/// A gateway running the registry plugin, and what a test needs to reach it.
+pub struct Gateway {
+    pub daemon: Daemon,
+    _dir: tempfile::TempDir,
+    _stop: StopRegistry,
+    pub ca: std::path::PathBuf,
+    pub base: String,
+    pub port: u16,
+    pub state: std::path::PathBuf,
+    pub build: String,
+    pub runtime: String,
+}
+
+impl Gateway {
+    pub fn start(extra: &str) -> Gateway {
+        let daemon = Daemon::start();
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let storage = dir.path().join("storage");
+        let port = free_port();
+        let stop = StopRegistry(state.display().to_string());
+        let extra = format!("health-plugin = \"\"\n{extra}");
+        daemon.write_policy("registry", &policy(&state, &storage, port, &extra));
+        daemon.install(&plugin_wasm("registry")).unwrap();
+        wait_ready(&daemon);
+        let (build, runtime) = passwords(&state);
+        Gateway {
+            daemon,
+            ca: state.join("tls/ca.pem"),
+            base: format!("https://localhost:{port}"),
+            port,
+            state: state.clone(),
+            build,
+            runtime,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    /// Pushes `repository:tag` and publishes it for `environment`; its digest.
+    pub fn publish(&self, repository: &str, tag: &str, environment: &str) -> String {
+        let digest = push_image(&self.ca, &self.base, &self.build, repository, tag);
+        let request = json!({
+            "repository": repository, "tag": tag, "environment": environment, "digest": digest,
+        });
+        self.daemon
+            .call("registry", "publish", &request.to_string())
+            .unwrap();
+        // Publication times order retention; keep them apart.
+        std::thread::sleep(Duration::from_millis(3));
+        digest
+    }
+
+    pub fn pulls(&self, repository: &str, digest: &str) -> Result<(), String> {
+        let login = ("runtime", self.runtime.as_str());
+        pull(&self.ca, &self.base, login, repository, digest)
+    }
+
+    pub fn manifest_status(&self, repository: &str, digest: &str) -> u16 {
+        let url = format!("{}/v2/{repository}/manifests/{digest}", self.base);
+        curl_get(&self.ca, ("runtime", &self.runtime), "GET", &url).0
+    }
+
+    /// Waits for the running prune to end; the last prune's outcome.
+    pub fn wait_pruned(&self, started_ms: u64) -> Value {
+        let mut last = Value::Null;
+        let done = self.daemon.eventually(Duration::from_secs(90), || {
+            last = status(&self.daemon);
+            last["maintenance"].is_null()
+                && last["last-prune"]["started-ms"].as_u64() >= Some(started_ms)
+        });
+        assert!(
+            done,
+            "the prune did not finish: {last}\n{}",
+            self.daemon.daemon_log()
+        );
+        last["last-prune"].clone()
+    }
 }

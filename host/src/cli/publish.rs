@@ -31,6 +31,9 @@ pub struct RegistryArgs {
     /// Owner-only TOML file with registry credentials
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// PEM certificates to trust besides the system's (e.g. a site registry's CA)
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Arguments of `cairn plugin push`.
@@ -128,9 +131,18 @@ pub(super) fn registry_for(
     } else {
         Vec::new()
     };
+    let extra_roots_der = match &args.ca_file {
+        Some(path) => crate::caps::pem::read_certs(path)
+            .map_err(|error| failure(ErrorCode::Invalid, format!("--ca-file: {error:#}")))?
+            .into_iter()
+            .map(|cert| cert.to_vec())
+            .collect(),
+        None => Vec::new(),
+    };
     Registry::new(RegistryOptions {
         insecure,
         credentials,
+        extra_roots_der,
         ..RegistryOptions::default()
     })
     .map_err(|error| failure(ErrorCode::Invalid, error.to_string()))

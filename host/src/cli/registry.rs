@@ -46,6 +46,9 @@ pub enum RegistryCommand {
     Artifacts,
     /// What retention would delete, and why each kept digest stays
     Retention,
+    /// Write the files a device needs to use this registry as its mirror,
+    /// and print the `cairn.toml` lines that use them
+    DeviceConfig,
     /// Delete what retention does not keep and garbage-collect, under a
     /// maintenance lock (publishing is refused until it ends)
     Prune {
@@ -91,6 +94,7 @@ pub(crate) async fn run(socket: &Path, args: RegistryArgs) -> Result<Outcome, Ad
         RegistryCommand::Smoke => ("smoke", Value::Null),
         RegistryCommand::Artifacts => ("artifacts", Value::Null),
         RegistryCommand::Retention => ("retention", Value::Null),
+        RegistryCommand::DeviceConfig => ("device-config", Value::Null),
         RegistryCommand::Prune { dry_run, wait } => {
             wait_for_prune = wait;
             ("prune", json!({ "dry-run": dry_run }))
@@ -195,6 +199,15 @@ fn render(command: &str, value: &Value) -> String {
                 )
             })
             .collect(),
+        "device-config" => format!(
+            "Copy to each device, owner-only (install -m 600):\n  {} -> /etc/cairn/site-registry-credentials.toml\n{}\nand add to its cairn.toml:\n\n{}",
+            value["credentials-file"].as_str().unwrap_or("?"),
+            value["ca-file"]
+                .as_str()
+                .map(|ca| format!("  {ca} -> /etc/cairn/site-registry-ca.pem\n"))
+                .unwrap_or_default(),
+            value["config"].as_str().unwrap_or(""),
+        ),
         "prune" if value["dry-run"] == true => render_retention(&value["plan"]),
         "prune" => format!(
             "pruning: {} manifests to delete, {} kept (publishing is refused until it ends)\n",

@@ -109,8 +109,15 @@ impl Kernel {
         text: &str,
         progress: &Reporter<'_>,
     ) -> Result<(Vec<u8>, Provenance), KernelError> {
-        let reference = Reference::parse(text)?;
-        let failed = |err: OciError| registry_failure(&reference, err);
+        // Fetched from the registry's mirror when one is configured; recorded
+        // under the reference as given.
+        let requested = Reference::parse(text)?;
+        let reference = self.registry.route(&requested);
+        let named = match reference.registry() == requested.registry() {
+            true => requested.to_string(),
+            false => format!("{requested} (through the mirror {})", reference.registry()),
+        };
+        let failed = |err: OciError| registry_failure(&named, err);
         let manifest = match reference.digest() {
             Some(digest) => digest.clone(),
             None => {
@@ -170,7 +177,7 @@ impl Kernel {
 
 /// The kernel's category for a registry failure, so callers (and `--json`) can tell
 /// a refused login from an unreachable registry from a bad artifact.
-fn registry_failure(reference: &Reference, err: OciError) -> KernelError {
+fn registry_failure(reference: &str, err: OciError) -> KernelError {
     let message = format!("{reference}: {err}");
     match err {
         OciError::Unauthorized { .. } => KernelError::Denied(message),

@@ -22,6 +22,7 @@
 
 mod api;
 mod artifacts;
+mod device;
 mod prune;
 mod retention;
 mod secrets;
@@ -453,6 +454,10 @@ impl Plugin for Registry {
             )
             .command("retention", Self::retention)
             .command("prune", Self::prune)
+            .command("device-config", |registry, _: IgnoredAny| {
+                device::write(&registry.settings, &registry.credentials)
+                    .map_err(CommandError::internal)
+            })
     }
 
     fn on_event(&mut self, event: Event) -> Result<(), String> {

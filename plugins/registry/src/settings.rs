@@ -59,6 +59,10 @@ pub struct Settings {
     /// A pause between prune steps (`"2s"`), to watch a prune go by; none by default.
     #[serde(default)]
     pub prune_step_pause: String,
+    /// Upstream registries (`HOST[:PORT]`) devices fetch through this one
+    /// instead; only used in the config `device-config` suggests.
+    #[serde(default)]
+    pub mirror_for: Vec<String>,
 }
 
 fn default_health_plugin() -> String {
@@ -117,6 +121,16 @@ impl Settings {
             .is_some_and(|every| every < Duration::from_secs(60))
         {
             return Err("`prune-interval` must be at least 1m".into());
+        }
+        if let Some(bad) = self.mirror_for.iter().find(|upstream| {
+            upstream.is_empty()
+                || !upstream
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
+        }) {
+            return Err(format!(
+                "`mirror-for` entry `{bad}` is not a registry HOST[:PORT]"
+            ));
         }
         if self.state == self.storage {
             return Err("`state` and `storage` must be different directories".into());

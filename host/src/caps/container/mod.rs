@@ -237,7 +237,9 @@ impl wit::Host for CapView<'_, Container> {
             )));
         }
         let registry = &self.shared.registry;
-        let digest = registry.resolve(&parsed).await.map_err(|err| match err {
+        // The image keeps its name; its bytes come from the mirror, if any.
+        let source = registry.route(&parsed);
+        let digest = registry.resolve(&source).await.map_err(|err| match err {
             crate::supply::oci::OciError::NotFound { .. } => CapError::NotFound(err.to_string()),
             err if err.is_transient() => CapError::Unavailable(err.to_string()),
             err => CapError::Internal(err.to_string()),
@@ -245,12 +247,12 @@ impl wit::Host for CapView<'_, Container> {
         if let Some(why) = grant.image_refusal(&parsed, Some(digest.as_str())) {
             return Err(self.deny(why));
         }
-        let signed_by = self.signers(&parsed, &digest).await?;
+        let signed_by = self.signers(&source, &digest).await?;
         let record = pull::pull(
             engine,
             pull::PullRequest {
                 registry,
-                reference: &parsed,
+                reference: &source,
                 digest: &digest,
                 name,
                 signed_by,

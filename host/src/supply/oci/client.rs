@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 
 use super::artifact::{
@@ -46,6 +46,11 @@ pub struct RegistryOptions {
     /// Longest silence tolerated while reading a response, so a stalled registry
     /// fails (and is retried) instead of hanging.
     pub read_timeout: Duration,
+    /// Upstream registry (`HOST[:PORT]`) → the registry that serves it instead,
+    /// e.g. a site gateway. Every fetch for the upstream goes to the mirror.
+    pub mirrors: BTreeMap<String, String>,
+    /// DER certificates trusted besides the system's roots (a site CA).
+    pub extra_roots_der: Vec<Vec<u8>>,
 }
 
 impl Default for RegistryOptions {
@@ -58,6 +63,8 @@ impl Default for RegistryOptions {
             max_layer_size: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            mirrors: BTreeMap::new(),
+            extra_roots_der: Vec::new(),
         }
     }
 }
@@ -94,11 +101,29 @@ impl Registry {
             connect_timeout: Some(options.connect_timeout),
             read_timeout: Some(options.read_timeout),
             platform_resolver: None,
+            extra_root_certificates: options
+                .extra_roots_der
+                .iter()
+                .map(|der| Certificate {
+                    encoding: CertificateEncoding::Der,
+                    data: der.clone(),
+                })
+                .collect(),
             ..ClientConfig::default()
         };
         let client =
             oci_client::Client::try_from(config).map_err(|e| OciError::Config(chain(&e)))?;
         Ok(Registry { client, options })
+    }
+
+    /// Where `reference` is fetched from: the same repository on its registry's
+    /// mirror when one is configured, otherwise `reference` itself. Digests are
+    /// verified as for any registry, so a mirror can only serve what was asked.
+    pub fn route(&self, reference: &Reference) -> Reference {
+        match self.options.mirrors.get(reference.registry()) {
+            Some(mirror) => reference.on_registry(mirror),
+            None => reference.clone(),
+        }
     }
 
     /// The options the client was built with.
@@ -283,5 +308,29 @@ impl Registry {
         self.client
             .store_auth_if_needed(reference.registry(), &self.auth(reference))
             .await;
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn a_mirrored_registry_is_fetched_from_its_mirror_and_others_are_not() {
+        let registry = Registry::new(RegistryOptions {
+            mirrors: BTreeMap::from([("ghcr.io".to_string(), "gw.site:5000".to_string())]),
+            ..RegistryOptions::default()
+        })
+        .unwrap();
+        let pinned = format!("ghcr.io/acme/web@sha256:{}", "a".repeat(64));
+        let routed = registry.route(&Reference::parse(&pinned).unwrap());
+        assert_eq!(
+            routed.to_string(),
+            format!("oci://{}", pinned.replace("ghcr.io", "gw.site:5000"))
+        );
+        let tagged = registry.route(&Reference::parse("ghcr.io/acme/web:1").unwrap());
+        assert_eq!(tagged.to_string(), "oci://gw.site:5000/acme/web:1");
+        let other = Reference::parse("quay.io/acme/web:1").unwrap();
+        assert_eq!(registry.route(&other), other);
     }
 }

@@ -108,6 +108,14 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
+    /// The same repository, tag and digest on another registry (`HOST[:PORT]`).
+    pub fn on_registry(&self, registry: &str) -> Reference {
+        Reference {
+            registry: registry.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// The same repository pinned to `digest` (without a tag).
     pub fn with_digest(&self, digest: Digest) -> Reference {
         Reference {
