@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::site_registry::{
-    Gateway, StopRegistry, WAIT, cmdline, curl_status, free_port, health_policy, passwords, policy,
-    push_image, status, wait_ready,
+    Gateway, StopRegistry, WAIT, cmdline, curl, curl_status, free_port, health_policy, passwords,
+    policy, push_image, status, wait_ready,
 };
 use harness::{Daemon, Options, plugin_wasm, write_owner_only};
 
@@ -422,4 +422,110 @@ fn device_copy(reply: &serde_json::Value, key: &str) -> std::path::PathBuf {
     ));
     write_owner_only(&to, &std::fs::read_to_string(&from).unwrap());
     to
+}
+
+/// Unmounts a file system when dropped (after the registry on it stopped).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The registry's volume fills up during an upload: the push fails, the
+/// registry keeps serving what it has, a publish of what never arrived is a
+/// clear error, and once space is freed pushes work again.
+#[test]
+fn a_full_disk_during_an_upload_fails_the_push_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&storage)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a 4 MiB tmpfs needs root");
+    let _unmount = Mounted(storage.clone());
+    let gateway = Gateway::start_in(dir, "");
+    let kept = gateway.publish("apps/web", "1", "production");
+
+    // 6 MiB into a 4 MiB volume.
+    let big = vec![7u8; 6 * 1024 * 1024];
+    let login = ("build", gateway.build.as_str());
+    let start = format!("{}/v2/apps/web/blobs/uploads/", gateway.base);
+    let (status, headers) = curl(&gateway.ca, login, &["-X", "POST", &start], b"");
+    assert_eq!(status, 202, "{headers}");
+    let location = headers
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("location: ")
+                .or(line.strip_prefix("Location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = format!("{location}&digest={}", harness::site_registry::sha256(&big));
+    let (status, answer) = curl(
+        &gateway.ca,
+        login,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            &url,
+        ],
+        &big,
+    );
+    assert!(
+        status >= 500 || status == 0,
+        "a push larger than the disk: {status} {answer}"
+    );
+
+    // Nothing lost: the registry still runs and serves what it had.
+    let after = status_of(&gateway);
+    assert_eq!(after["running"], true, "{after}");
+    gateway.pulls("apps/web", &kept).unwrap();
+    let refused = gateway
+        .daemon
+        .call(
+            "registry",
+            "publish",
+            r#"{"repository":"apps/web","tag":"2","environment":"production"}"#,
+        )
+        .unwrap_err();
+    assert!(refused.contains("not-found"), "{refused}");
+    let artifacts = gateway
+        .daemon
+        .call("registry", "artifacts", "null")
+        .unwrap();
+    assert_eq!(artifacts.as_array().unwrap().len(), 1, "{artifacts}");
+
+    // docker-registry keeps a failed upload's bytes under `_uploads` for a
+    // week: the disk stays full until a prune removes them (the registry is
+    // read-only then, so no upload is in progress).
+    let uploads = storage.join("docker/registry/v2/repositories/apps/web/_uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+    let started_ms = status_of(&gateway)["last-prune"]["started-ms"]
+        .as_u64()
+        .unwrap_or(0);
+    gateway.daemon.call("registry", "prune", "null").unwrap();
+    let outcome = gateway.wait_pruned(started_ms + 1);
+    assert_eq!(outcome["ok"], true, "{outcome}");
+    assert_eq!(outcome["uploads-freed"]["blobs"], 1, "{outcome}");
+    assert!(
+        outcome["uploads-freed"]["bytes"].as_u64().unwrap() > 1024 * 1024,
+        "{outcome}"
+    );
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    gateway.pulls("apps/web", &kept).unwrap();
+    gateway.publish("apps/web", "3", "production");
+    let smoke = gateway.daemon.call("registry", "smoke", "null").unwrap();
+    assert_eq!(smoke["ok"], true, "{smoke}");
+}
+
+fn status_of(gateway: &Gateway) -> serde_json::Value {
+    status(&gateway.daemon)
 }

@@ -12,6 +12,7 @@ mod instantiate;
 mod mqtt;
 mod recipes;
 mod registry;
+mod site_registry;
 mod stats;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("recipes") {
         recipes::run(&cairn)?;
+    }
+    if wanted("site-registry") {
+        site_registry::run(&cairn)?;
     }
     // Needs root and containerd; run with `CAIRN_BENCH=containers`.
     if only.split(',').any(|g| g.trim() == "containers") {

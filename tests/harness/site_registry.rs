@@ -355,8 +355,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(extra: &str) -> Gateway {
+        Gateway::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// A gateway whose state and storage are `dir/state` and `dir/storage`
+    /// (the caller may have prepared them, e.g. mounted a small file system).
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Gateway {
         let daemon = Daemon::start();
-        let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let storage = dir.path().join("storage");
         let port = free_port();

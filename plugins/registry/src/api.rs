@@ -147,8 +147,11 @@ impl Api<'_> {
     }
 
     /// Tags, indexes' children, and which published manifests are present.
+    /// Each manifest is fetched once: a published digest a tag points at is
+    /// present without asking again.
     pub fn inventory(&self, artifacts: &[Artifact]) -> Result<Inventory, String> {
         let mut inventory = Inventory::default();
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for repository in self.repositories()? {
             let listed = self.json(&format!("/v2/{repository}/tags/list"))?;
             // docker-registry 2.8 answers `"tags": null` for an emptied repository.
@@ -156,12 +159,9 @@ impl Api<'_> {
                 let Some((digest, document)) = self.manifest(&repository, &tag)? else {
                     continue;
                 };
-                let children = strings_at(&document["manifests"], "digest");
-                if !children.is_empty() {
-                    inventory
-                        .children
-                        .insert((repository.clone(), digest.clone()), children);
-                }
+                let key = (repository.clone(), digest.clone());
+                add_children(&mut inventory, &key, &document);
+                seen.insert(key);
                 inventory
                     .tags
                     .entry(repository.clone())
@@ -169,24 +169,28 @@ impl Api<'_> {
                     .insert(tag, digest);
             }
         }
-        let published: BTreeSet<(&str, &str)> = artifacts
+        let published: BTreeSet<(String, String)> = artifacts
             .iter()
-            .map(|artifact| (artifact.repository.as_str(), artifact.digest.as_str()))
+            .map(|artifact| (artifact.repository.clone(), artifact.digest.clone()))
             .collect();
-        for (repository, digest) in published {
-            if let Some((_, document)) = self.manifest(repository, digest)? {
-                let children: Vec<String> = strings_at(&document["manifests"], "digest");
-                if !children.is_empty() {
-                    inventory
-                        .children
-                        .insert((repository.to_string(), digest.to_string()), children);
-                }
-                inventory
-                    .present
-                    .insert((repository.to_string(), digest.to_string()));
+        for key in published {
+            if !seen.contains(&key) {
+                let Some((_, document)) = self.manifest(&key.0, &key.1)? else {
+                    continue;
+                };
+                add_children(&mut inventory, &key, &document);
             }
+            inventory.present.insert(key);
         }
         Ok(inventory)
+    }
+}
+
+/// Records the children of `key` when its manifest is an index.
+fn add_children(inventory: &mut Inventory, key: &(String, String), document: &serde_json::Value) {
+    let children = strings_at(&document["manifests"], "digest");
+    if !children.is_empty() {
+        inventory.children.insert(key.clone(), children);
     }
 }
 

@@ -27,9 +27,9 @@ pub const TOPIC: &str = "registry/prune";
 const JOB_KEY: &str = "maintenance";
 const LAST_KEY: &str = "last-prune";
 /// How often a waiting step looks again.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(100);
 /// Polls before a restarted registry counts as not coming back (~30 s).
-const WAIT_ATTEMPTS: u32 = 150;
+const WAIT_ATTEMPTS: u32 = 300;
 /// `garbage-collect` runs whose outcome is unknown (a crash) before giving up.
 const GC_RUNS: u32 = 3;
 
@@ -84,6 +84,9 @@ pub struct Job {
     pub gc_runs: u32,
     /// `garbage-collect`'s summary line.
     pub gc_summary: Option<String>,
+    /// Abandoned uploads removed while the registry was read-only.
+    #[serde(default)]
+    pub uploads_freed: Usage,
     /// Polls spent in the current step.
     pub attempts: u32,
     pub errors: Vec<String>,
@@ -105,6 +108,9 @@ pub struct Outcome {
     /// How long the registry refused pushes for garbage collection.
     pub read_only_ms: u64,
     pub gc_summary: Option<String>,
+    /// Abandoned uploads removed (a failed push leaves its bytes behind).
+    #[serde(default)]
+    pub uploads_freed: Usage,
     /// Kept manifests checked after the prune.
     pub verified: usize,
     /// Kept manifests or blobs the registry no longer serves (should be none).
@@ -200,6 +206,7 @@ impl Registry {
             writes_resumed_ms: None,
             gc_runs: 0,
             gc_summary: None,
+            uploads_freed: Usage::default(),
             attempts: 0,
             errors: Vec::new(),
         };
@@ -336,6 +343,9 @@ impl Registry {
             match gc.exit_code {
                 Some(0) => {
                     job.gc_summary = output.and_then(|out| summary(&out.stdout));
+                    // Read-only: no upload is in progress, so every one left
+                    // is abandoned (docker-registry would keep it a week).
+                    job.uploads_freed = usage::remove_uploads(&self.settings.storage);
                     return Progress::Next(Step::ReadWrite);
                 }
                 Some(code) => {
@@ -433,6 +443,7 @@ impl Registry {
                 _ => 0,
             },
             gc_summary: job.gc_summary.clone(),
+            uploads_freed: job.uploads_freed,
             verified,
             missing: Vec::new(),
             errors,

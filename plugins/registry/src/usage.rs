@@ -1,5 +1,5 @@
 //! How much the registry stores: its blobs, counted on disk (the policy
-//! grants the storage directory read-only). docker-registry's filesystem
+//! grants the storage directory as private). docker-registry's filesystem
 //! driver keeps each blob at `docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data`.
 
 use std::fs;
@@ -29,6 +29,40 @@ pub fn measure(storage: &str) -> Usage {
         }
     }
     usage
+}
+
+/// Removes every upload in progress (`<repository>/_uploads/<id>`): what
+/// they held. Only safe while the registry refuses writes.
+pub fn remove_uploads(storage: &str) -> Usage {
+    let mut freed = Usage::default();
+    let mut pending = vec![Path::new(storage).join("docker/registry/v2/repositories")];
+    while let Some(dir) = pending.pop() {
+        for entry in entries(&dir).filter(|path| path.is_dir()) {
+            match entry.file_name().and_then(|name| name.to_str()) {
+                Some("_uploads") => {
+                    for upload in entries(&entry) {
+                        let size = tree_size(&upload);
+                        if fs::remove_dir_all(&upload).is_ok() {
+                            freed.blobs += 1;
+                            freed.bytes += size;
+                        }
+                    }
+                }
+                // Links to blobs, never uploads.
+                Some("_layers" | "_manifests") => {}
+                _ => pending.push(entry),
+            }
+        }
+    }
+    freed
+}
+
+fn tree_size(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => entries(path).map(|entry| tree_size(&entry)).sum(),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
 }
 
 fn entries(dir: &Path) -> impl Iterator<Item = std::path::PathBuf> {

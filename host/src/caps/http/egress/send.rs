@@ -250,6 +250,10 @@ async fn connect(
     for address in addresses {
         match TcpStream::connect(address).await {
             Ok(stream) => {
+                // A request goes out in several writes (head, body, TLS
+                // records); with Nagle's algorithm each later one waits for
+                // the peer's delayed ACK, ~40 ms a request.
+                let _ = stream.set_nodelay(true);
                 tcp = Some(stream);
                 break;
             }
