@@ -218,3 +218,86 @@ fn development_switch_allows_unsigned_and_says_so() {
         true
     );
 }
+
+/// `cairn plugin prune` deletes the stored releases no plugin runs or rolls
+/// back to, beyond the latest KEEP of each plugin, with their compiled code;
+/// the dry run changes nothing and says why each release stays or goes.
+#[test]
+fn pruning_the_plugin_store_keeps_what_runs_and_what_a_rollback_needs() {
+    let daemon = Daemon::start();
+    let versions = ["0.1.0", "0.2.0", "1.0.0", "2.0.0"];
+    let mut digests = Vec::new();
+    for version in versions {
+        let installed = daemon
+            .install(&variant("versioned", version, "ok"))
+            .unwrap();
+        digests.push(installed["digest"].as_str().unwrap().to_string());
+    }
+    daemon.install(&plugin_wasm("counter")).unwrap();
+    let store = daemon.root().join("state/blobs/sha256");
+    let compiled = daemon.root().join("state/compiled");
+    let count = |dir: &std::path::Path| fs::read_dir(dir).unwrap().count();
+    let (blobs_before, compiled_before) = (count(&store), count(&compiled));
+    assert_eq!(blobs_before, 5);
+
+    let plan = daemon
+        .cli_json(&["plugin", "prune", "--keep", "1", "--dry-run"])
+        .unwrap();
+    let listed = |which: &str| -> Vec<String> {
+        plan[which]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut doomed = listed("delete");
+    doomed.sort();
+    let mut expected = vec![digests[0].clone(), digests[1].clone()];
+    expected.sort();
+    assert_eq!(doomed, expected, "{plan}");
+    let kept = plan["keep"].to_string();
+    assert!(kept.contains("runs as versioned 2.0.0"), "{kept}");
+    assert!(kept.contains("rollback target of versioned"), "{kept}");
+    assert!(kept.contains("runs as counter"), "{kept}");
+    assert_eq!(
+        (count(&store), count(&compiled)),
+        (blobs_before, compiled_before)
+    );
+
+    let err = daemon
+        .cli_json(&["plugin", "prune", "--keep", "0"])
+        .unwrap_err();
+    assert!(err.contains("at least 1"), "{err}");
+
+    let pruned = daemon
+        .cli_json(&["plugin", "prune", "--keep", "1"])
+        .unwrap();
+    assert_eq!(pruned["delete"].as_array().unwrap().len(), 2, "{pruned}");
+    assert!(pruned["bytes-freed"].as_u64().unwrap() > 0, "{pruned}");
+    assert_eq!(count(&store), 3);
+    assert!(count(&compiled) < compiled_before);
+    for gone in &digests[..2] {
+        assert!(!store.join(gone.trim_start_matches("sha256:")).exists());
+    }
+
+    // What was kept still serves a rollback; a pruned release installs again.
+    daemon
+        .cli_json(&["plugin", "rollback", "versioned"])
+        .unwrap();
+    let running = daemon.plugins();
+    assert!(
+        running
+            .iter()
+            .any(|(name, version, _)| name == "versioned" && version == "1.0.0")
+    );
+    daemon
+        .install_forced(&variant("versioned", "0.1.0", "ok"))
+        .unwrap();
+    let running = daemon.plugins();
+    assert!(
+        running
+            .iter()
+            .any(|(name, version, _)| name == "versioned" && version == "0.1.0")
+    );
+}

@@ -270,6 +270,20 @@ impl AdminApi for AdminService {
     async fn health(&self) -> Result<HealthSummary, AdminError> {
         Ok(self.kernel.health(None).await)
     }
+
+    async fn prune_store(
+        &self,
+        keep: usize,
+        dry_run: bool,
+    ) -> Result<serde_json::Value, AdminError> {
+        let pruned = self
+            .kernel
+            .prune_store(keep, dry_run)
+            .await
+            .map_err(admin_error)?;
+        serde_json::to_value(pruned)
+            .map_err(|err| AdminError::new(ErrorCode::Internal, err.to_string()))
+    }
 }
 
 /// The error the admin socket returns for a failed kernel operation.

@@ -105,6 +105,12 @@ pub enum Request {
     Remove {
         name: String,
     },
+    /// Delete the plugin store's components nothing keeps.
+    PruneStore {
+        /// Releases kept per plugin (at least 1).
+        keep: usize,
+        dry_run: bool,
+    },
     Call {
         plugin: String,
         command: String,
@@ -177,4 +183,10 @@ pub trait AdminApi: Send + Sync + 'static {
     /// Asks every plugin for its health and sums it up.
     fn health(&self)
     -> impl std::future::Future<Output = Result<HealthSummary, AdminError>> + Send;
+    /// Deletes (or, dry, lists) the plugin store's components nothing keeps.
+    fn prune_store(
+        &self,
+        keep: usize,
+        dry_run: bool,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, AdminError>> + Send;
 }

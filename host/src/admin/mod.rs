@@ -239,5 +239,15 @@ pub(crate) mod fake {
                 plugins: Vec::new(),
             })
         }
+
+        async fn prune_store(
+            &self,
+            keep: usize,
+            dry_run: bool,
+        ) -> Result<serde_json::Value, AdminError> {
+            Ok(
+                serde_json::json!({"dry-run": dry_run, "keep-latest": keep, "keep": [], "delete": [], "bytes-freed": 0}),
+            )
+        }
     }
 }

@@ -286,6 +286,7 @@ pub(crate) async fn dispatch<A: AdminApi>(
             .and_then(|p| to_json(&p)),
         Request::Rollback { name } => api.rollback(name).await.and_then(|p| to_json(&p)),
         Request::Remove { name } => api.remove(name).await.map(|()| serde_json::Value::Null),
+        Request::PruneStore { keep, dry_run } => api.prune_store(keep, dry_run).await,
         Request::Call {
             plugin,
             command,
@@ -312,6 +313,7 @@ fn operation_name(request: &Request) -> &'static str {
         Request::InstallRef { .. } => "install",
         Request::Rollback { .. } => "rollback",
         Request::Remove { .. } => "remove",
+        Request::PruneStore { .. } => "prune-store",
         Request::Call { .. } => "call",
         Request::Logs { .. } => "logs",
         Request::Metrics => "metrics",

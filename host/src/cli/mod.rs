@@ -180,6 +180,9 @@ async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outc
         Command::Plugin(PluginCommand::Install(args)) => plugin::install(socket, args, quiet).await,
         Command::Plugin(PluginCommand::List) => plugin::list(socket).await,
         Command::Plugin(PluginCommand::Rollback { name }) => plugin::rollback(socket, name).await,
+        Command::Plugin(PluginCommand::Prune { keep, dry_run }) => {
+            plugin::prune(socket, keep, dry_run).await
+        }
         Command::Plugin(PluginCommand::Remove { name }) => plugin::remove(socket, name).await,
         Command::Apply(args) => recipes::apply(socket, args, quiet).await,
         Command::Components(target) => recipes::components(socket, target).await,

@@ -33,6 +33,16 @@ pub enum PluginCommand {
         /// The plugin
         name: String,
     },
+    /// Delete the stored releases no plugin runs or rolls back to, beyond
+    /// the latest KEEP of each plugin, with their compiled code
+    Prune {
+        /// Releases kept per plugin
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
+        /// Only show what would be deleted, and why each release is kept
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Sign a component file, writing FILE.sig
     Sign(SignArgs),
     /// Create a new plugin project
@@ -184,6 +194,43 @@ pub(crate) async fn rollback(socket: &Path, name: String) -> Result<Outcome, Adm
         plugin.version,
         output::short_digest(&plugin.digest)
     );
+    Ok(Outcome::new(value, human))
+}
+
+/// `cairn plugin prune`.
+pub(crate) async fn prune(
+    socket: &Path,
+    keep: usize,
+    dry_run: bool,
+) -> Result<Outcome, AdminError> {
+    let value = ask(socket, &Request::PruneStore { keep, dry_run }).await?;
+    let mut human = String::new();
+    for (label, list) in [("keep", &value["keep"]), ("delete", &value["delete"])] {
+        for component in list.as_array().into_iter().flatten() {
+            human.push_str(&format!(
+                "{label:<6} {} {} {}  {}\n",
+                output::short_digest(component["digest"].as_str().unwrap_or("?")),
+                component["plugin"].as_str().unwrap_or("(unnamed)"),
+                component["version"].as_str().unwrap_or(""),
+                component["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|why| why.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+    }
+    let deleted = value["delete"].as_array().map_or(0, Vec::len);
+    human.push_str(&if value["dry-run"] == true {
+        format!("dry run: {deleted} release(s) would be deleted\n")
+    } else {
+        format!(
+            "deleted {deleted} release(s), {} bytes freed\n",
+            value["bytes-freed"]
+        )
+    });
     Ok(Outcome::new(value, human))
 }
 

@@ -33,10 +33,12 @@ mod metrics;
 mod plugin_host;
 mod registry;
 mod serving;
+mod store;
 mod swap;
 
 pub use error::KernelError;
 pub use install::InstallSource;
+pub use store::{StorePrune, StoredComponent};
 
 /// What the kernel needs from the daemon configuration.
 #[derive(Debug, Clone)]

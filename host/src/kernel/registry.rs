@@ -81,6 +81,20 @@ impl FetchedManifests {
             .map_err(|err| KernelError::internal(format!("recording {manifest}: {err}")))
     }
 
+    /// Forgets every manifest recorded as fetching `component`, so installing
+    /// it again downloads it.
+    pub fn forget_component(&self, component: &Digest) {
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let names_it = std::fs::read(entry.path())
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<FetchedManifest>(&bytes).ok())
+                .is_some_and(|record| record.component == *component);
+            if names_it {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// The component digest and signatures recorded for `manifest`, if fetched before.
     pub fn load(&self, manifest: &Digest) -> Option<(Digest, Vec<SignatureLayer>)> {
         let bytes = std::fs::read(self.path(manifest)).ok()?;

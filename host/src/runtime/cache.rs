@@ -38,6 +38,24 @@ impl CompiledCache {
             .join(format!("{}-{}.cwasm", digest.hex(), self.engine_hash))
     }
 
+    /// Deletes the precompiled code of `digest` (for every engine version);
+    /// the bytes freed.
+    pub fn remove(&self, digest: &Digest) -> u64 {
+        let prefix = format!("{}-", digest.hex());
+        let mut freed = 0;
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let ours = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(&prefix));
+            let size = entry.metadata().map_or(0, |meta| meta.len());
+            if ours && std::fs::remove_file(entry.path()).is_ok() {
+                freed += size;
+            }
+        }
+        freed
+    }
+
     /// Whether a precompiled artifact for `digest` exists for this engine.
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path_for(digest).exists()
