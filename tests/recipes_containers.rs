@@ -262,3 +262,82 @@ fn a_killed_daemon_re_adopts_the_container_and_removal_leaves_nothing() {
     // Stop the bed's containerd before its temp dir goes.
     bed.containerd.stop();
 }
+
+/// `prune-images`: the device's image store keeps what a container runs,
+/// what the plan names and the latest `keep` of each repository; the rest
+/// goes, and the dry run says why for each image. On the way, each new image
+/// replaces the component's container under the same name: the old run's
+/// exit (SIGKILL after the grace) must not count as the new run's.
+#[test]
+fn pruning_images_keeps_what_runs_and_the_latest_and_deletes_the_rest() {
+    let bed = bed(3);
+    let address = bed.image.rsplit_once("/apps/").unwrap().0.to_string();
+    let mut images = vec![(bed.image.clone(), bed.digest.clone())];
+    for (tag, extra) in [("2", 1), ("3", 2)] {
+        let pushed = push_busybox(&address, None, "apps/web", tag, extra);
+        images.push((pushed.reference, pushed.digest));
+    }
+    for (image, digest) in &images {
+        let recipe = format!(
+            "[metadata]\nname = \"web\"\nversion = \"1.0.0\"\n\n[lifecycle.run]\ntype = \"container\"\nstop_grace = \"1s\"\n\n[lifecycle.run.container]\nimage = \"{image}\"\npull_policy = \"if-not-present\"\nnetwork_mode = \"none\"\ncommand = [\"/bin/sleep\"]\nargs = [\"600\"]\n"
+        );
+        let plan = json!({
+            "plan": "[[components]]\nname = \"web\"\nrecipe = \"web.toml\"\n",
+            "recipes": { "web.toml": recipe },
+        });
+        bed.fx.apply(plan).unwrap();
+        bed.fx.wait_component(
+            "web",
+            |c| {
+                c["state"] == "ready"
+                    && c["image"]
+                        .as_str()
+                        .is_some_and(|i| i.ends_with(digest.as_str()))
+            },
+            "runs the new image",
+        );
+        // Pulls are ordered by time: keep them apart.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let listed = |bed: &Bed| bed.containerd.ctr(&bed.namespace, &["images", "ls", "-q"]);
+    assert_eq!(listed(&bed).lines().count(), 3, "{}", listed(&bed));
+
+    let plan = bed
+        .fx
+        .call("prune-images", json!({"keep": 1, "dry-run": true}))
+        .unwrap();
+    let names = |which: &str| -> Vec<String> {
+        let mut names: Vec<String> = plan[which]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|image| image["reference"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names("deleted"),
+        [images[0].0.clone(), images[1].0.clone()],
+        "{plan:#}"
+    );
+    assert_eq!(names("kept"), [images[2].0.clone()], "{plan:#}");
+    let reasons = plan["kept"][0]["reasons"].to_string();
+    assert!(reasons.contains("used by container"), "{reasons}");
+    assert!(reasons.contains("needed by the caller"), "{reasons}");
+    assert!(reasons.contains("latest 1 of"), "{reasons}");
+    assert_eq!(
+        listed(&bed).lines().count(),
+        3,
+        "the dry run deleted something"
+    );
+
+    let refused = bed.fx.call("prune-images", json!({"keep": 0})).unwrap_err();
+    assert!(refused.contains("at least 1"), "{refused}");
+
+    let pruned = bed.fx.call("prune-images", json!({"keep": 1})).unwrap();
+    assert_eq!(pruned["deleted"].as_array().unwrap().len(), 2, "{pruned:#}");
+    assert!(pruned["bytes-freed"].as_u64().unwrap() > 0, "{pruned:#}");
+    assert_eq!(listed(&bed).trim(), images[2].0, "{}", listed(&bed));
+    assert_eq!(bed.fx.component("web")["state"], "ready");
+}

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::site_registry::{
-    Gateway, StopRegistry, WAIT, cmdline, curl, curl_status, free_port, health_policy, passwords,
-    policy, push_image, status, wait_ready,
+    Gateway, StopRegistry, WAIT, cmdline, curl_status, free_port, health_policy, passwords, policy,
+    push_image, status, upload_blob, wait_ready,
 };
 use harness::{Daemon, Options, plugin_wasm, write_owner_only};
 
@@ -454,31 +454,7 @@ fn a_full_disk_during_an_upload_fails_the_push_and_loses_nothing() {
     // 6 MiB into a 4 MiB volume.
     let big = vec![7u8; 6 * 1024 * 1024];
     let login = ("build", gateway.build.as_str());
-    let start = format!("{}/v2/apps/web/blobs/uploads/", gateway.base);
-    let (status, headers) = curl(&gateway.ca, login, &["-X", "POST", &start], b"");
-    assert_eq!(status, 202, "{headers}");
-    let location = headers
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("location: ")
-                .or(line.strip_prefix("Location: "))
-        })
-        .unwrap()
-        .trim()
-        .to_string();
-    let url = format!("{location}&digest={}", harness::site_registry::sha256(&big));
-    let (status, answer) = curl(
-        &gateway.ca,
-        login,
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/octet-stream",
-            &url,
-        ],
-        &big,
-    );
+    let (status, answer) = upload_blob(&gateway.ca, &gateway.base, login, "apps/web", &big);
     assert!(
         status >= 500 || status == 0,
         "a push larger than the disk: {status} {answer}"

@@ -40,7 +40,7 @@ use serde::Deserialize;
 use crate::bindings::cairn::host::container as host;
 use crate::{Event, Result};
 
-pub use host::{ImageInfo, PullPolicy};
+pub use host::{ImageInfo, ImagePrune, PrunedImage, PullPolicy};
 
 /// Topic of the event sent when one of the plugin's containers exits.
 pub const EXITED_TOPIC: &str = "cairn/container/exited";
@@ -342,6 +342,10 @@ pub struct Exited {
     pub code: Option<u32>,
     /// Whether the OOM killer struck.
     pub oom: bool,
+    /// The pid of the run that ended: a container replaced under the same
+    /// name reports its old run's exit after the new one started.
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 impl Exited {
@@ -362,6 +366,13 @@ pub fn pull(reference: &str, policy: PullPolicy) -> Result<ImageInfo> {
 /// The images on the device the plugin's grant allows.
 pub fn images() -> Result<Vec<ImageInfo>> {
     Ok(host::images()?)
+}
+
+/// Deletes the images the grant allows that no container uses, that
+/// `also_keep` does not name (references or digests) and that are not among
+/// the `keep` latest pulled of their repository; with `dry_run`, only says so.
+pub fn prune_images(keep: u32, also_keep: &[String], dry_run: bool) -> Result<ImagePrune> {
+    Ok(host::prune_images(keep, also_keep, dry_run)?)
 }
 
 /// Removes an image no container uses.

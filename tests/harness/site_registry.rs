@@ -155,6 +155,33 @@ pub fn curl(ca: &Path, login: (&str, &str), args: &[&str], body: &[u8]) -> (u16,
     (status, out)
 }
 
+/// Uploads `blob` to `repository` (a POST for an upload, a PUT of the
+/// bytes); the status and headers of the PUT.
+pub fn upload_blob(
+    ca: &Path,
+    base: &str,
+    login: (&str, &str),
+    repository: &str,
+    blob: &[u8],
+) -> (u16, String) {
+    let start = format!("{base}/v2/{repository}/blobs/uploads/");
+    let (status, headers) = curl(ca, login, &["-X", "POST", &start], b"");
+    assert_eq!(status, 202, "{headers}");
+    let location = headers
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("Location: ")
+                .or(line.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let url = format!("{location}{separator}digest={}", sha256(blob));
+    let content_type = "Content-Type: application/octet-stream";
+    curl(ca, login, &["-X", "PUT", "-H", content_type, &url], blob)
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
@@ -167,40 +194,7 @@ pub fn push_image(ca: &Path, base: &str, build: &str, repository: &str, tag: &st
     let config = format!("{{\"image\":\"{repository}:{tag}\"}}").into_bytes();
     let layer = format!("layer of {repository}:{tag}\n").into_bytes();
     for blob in [&config, &layer] {
-        let (status, headers) = curl(
-            ca,
-            login,
-            &[
-                "-X",
-                "POST",
-                &format!("{base}/v2/{repository}/blobs/uploads/"),
-            ],
-            b"",
-        );
-        assert_eq!(status, 202, "{headers}");
-        let location = headers
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("Location: ")
-                    .or(line.strip_prefix("location: "))
-            })
-            .unwrap()
-            .trim()
-            .to_string();
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{separator}digest={}", sha256(blob));
-        let (status, headers) = curl(
-            ca,
-            login,
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/octet-stream",
-                &url,
-            ],
-            blob,
-        );
+        let (status, headers) = upload_blob(ca, base, login, repository, blob);
         assert_eq!(status, 201, "{headers}");
     }
     let manifest = serde_json::json!({

@@ -100,6 +100,16 @@ fn request<T: serde::de::DeserializeOwned>(
         .ok_or_else(|| format!("{command} expects {shape}"))
 }
 
+/// `prune-images`'s payload.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PruneImages {
+    /// Images kept per repository besides those in use (default 3).
+    keep: Option<u32>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
 /// The commands, declared for the SDK's router. Most take and return raw
 /// JSON bytes because they validate their payload themselves (with the shape
 /// in the message); their `String` errors reach callers as `invalid`.
@@ -118,6 +128,15 @@ pub fn declare() -> cairn_sdk::Commands<Recipes> {
         .command("plan-stop", |r: &mut Recipes, _: IgnoredAny| {
             Ok::<_, CommandError>(json!({ "stopped": r.engine.stop_plan() }))
         })
+        .command(
+            "prune-images",
+            |r: &mut Recipes, request: Option<PruneImages>| {
+                let request = request.unwrap_or_default();
+                let keep = request.keep.unwrap_or(3);
+                crate::container_runner::prune_images(&r.engine, keep, request.dry_run)
+                    .map_err(CommandError::invalid)
+            },
+        )
         .command("plan-reconcile", |r: &mut Recipes, _: IgnoredAny| {
             Ok::<_, CommandError>(json!({ "actions": r.engine.reconcile()? }))
         })

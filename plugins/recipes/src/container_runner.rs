@@ -229,3 +229,63 @@ mod tests {
         assert_eq!(exec_check(None), None);
     }
 }
+
+/// `prune-images {"keep": N, "dry-run": bool}`: the device's image store
+/// pruned by the host, keeping every image a component of the applied plan
+/// or of the operation in flight (its target and the plan it would return
+/// to) names or runs, besides what the host keeps (images containers use,
+/// the latest `keep` of each repository).
+pub fn prune_images(
+    engine: &crate::engine::Engine,
+    keep: u32,
+    dry_run: bool,
+) -> Result<serde_json::Value, String> {
+    let mut needed: Vec<String> = engine
+        .records
+        .values()
+        .filter_map(|record| record.image.clone())
+        .flat_map(|pinned| {
+            let digest = pinned.split_once('@').map(|(_, digest)| digest.to_string());
+            std::iter::once(pinned).chain(digest)
+        })
+        .collect();
+    let plans =
+        engine
+            .applied
+            .iter()
+            .chain(engine.operation.iter().flat_map(|operation| {
+                std::iter::once(&operation.target).chain(operation.previous.iter())
+            }));
+    for plan in plans {
+        for component in plan.components.values() {
+            let run = component.recipe.lifecycle.run.as_ref();
+            if let Some(image) = run
+                .and_then(|run| run.container.as_ref())
+                .map(|c| c.image.clone())
+            {
+                needed.push(image);
+            }
+        }
+    }
+    needed.sort();
+    needed.dedup();
+    let plan = container::prune_images(keep, &needed, dry_run).map_err(|err| err.to_string())?;
+    let images = |list: &[container::PrunedImage]| -> Vec<serde_json::Value> {
+        list.iter()
+            .map(|image| {
+                serde_json::json!({
+                    "reference": image.reference,
+                    "digest": image.digest,
+                    "size": image.size,
+                    "reasons": image.reasons,
+                })
+            })
+            .collect()
+    };
+    Ok(serde_json::json!({
+        "dry-run": plan.dry_run,
+        "kept": images(&plan.kept),
+        "deleted": images(&plan.deleted),
+        "bytes-freed": plan.bytes_freed,
+    }))
+}

@@ -55,6 +55,10 @@ impl Engine {
         if record.container.as_deref() != Some(exited.name.as_str()) || !record.phase.running() {
             return;
         }
+        // The exit of the run this one replaced.
+        if exited.pid.is_some() && record.pid.is_some() && exited.pid != record.pid {
+            return;
+        }
         let how = match (exited.oom, exited.code) {
             (true, _) => "was killed for lack of memory (OOM)".to_string(),
             (false, Some(code)) => format!("exited with code {code}"),
@@ -312,6 +316,7 @@ impl Engine {
                             name: container_name,
                             code,
                             oom,
+                            pid: None,
                         });
                     }
                 }

@@ -25,7 +25,7 @@ use crate::contract::HostLink;
 use crate::contract::bindings::CapError;
 use crate::contract::bindings::cairn::host::container::{
     self as wit, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ImageInfo,
-    LogTail, NetworkMode, PullPolicy, ResourceUsage,
+    ImagePrune, LogTail, NetworkMode, PullPolicy, ResourceUsage,
 };
 use crate::supply::oci::{Reference, Registry, RegistryOptions, verify_signatures};
 use crate::supply::trust::TrustStore;
@@ -38,6 +38,7 @@ pub mod grant;
 pub mod image;
 mod ingest;
 pub mod network;
+mod prune;
 pub mod pull;
 pub mod spec;
 pub mod stats;
@@ -276,6 +277,25 @@ impl wit::Host for CapView<'_, Container> {
             })
             .map(image_info)
             .collect())
+    }
+
+    async fn prune_images(
+        &mut self,
+        keep: u32,
+        also_keep: Vec<String>,
+        dry_run: bool,
+    ) -> Result<ImagePrune, CapError> {
+        let grant = self.ready().await?;
+        let request = prune::PruneRequest {
+            keep,
+            also_keep,
+            dry_run,
+        };
+        let plan = prune::prune_images(&self.shared.containers, grant, request).await?;
+        if !dry_run && !plan.deleted.is_empty() {
+            tracing::info!(plugin = %self.plugin(), images = plan.deleted.len(), bytes = plan.bytes_freed, "pruned images");
+        }
+        Ok(plan)
     }
 
     async fn remove_image(&mut self, reference: String) -> Result<(), CapError> {

@@ -416,6 +416,9 @@ impl Containers {
                 return;
             }
             let oom = super::stats::oom_killed(&entry.spec);
+            // Names are reused (a component's container is replaced under the
+            // same name): the pid tells which run ended.
+            let pid = entry.status().pid;
             entry.status.send_replace(Status {
                 phase: Phase::Exited,
                 pid: None,
@@ -424,7 +427,7 @@ impl Containers {
                 run,
             });
             tracing::info!(plugin = %entry.plugin, container = %entry.name, code = ?code, oom, "container exited");
-            containers.report_exit(&entry, code, oom);
+            containers.report_exit(&entry, code, oom, pid);
         });
     }
 
@@ -466,11 +469,12 @@ impl Containers {
         }
     }
 
-    fn report_exit(&self, entry: &Entry, code: Option<u32>, oom: bool) {
+    fn report_exit(&self, entry: &Entry, code: Option<u32>, oom: bool, pid: Option<u32>) {
         let Some(host) = self.host.get().and_then(|host| host.upgrade()) else {
             return;
         };
-        let payload = serde_json::json!({ "name": entry.name, "code": code, "oom": oom });
+        let payload =
+            serde_json::json!({ "name": entry.name, "code": code, "oom": oom, "pid": pid });
         let event = Event {
             topic: EXITED.into(),
             payload: payload.to_string().into_bytes(),

@@ -326,7 +326,7 @@ async fn a_container_runs_reports_its_exit_and_keeps_its_output() {
     let exit = next_exit(&mut bench).await;
     assert_eq!(
         exit,
-        serde_json::json!({"name": "hello", "code": 3, "oom": false})
+        serde_json::json!({"name": "hello", "code": 3, "oom": false, "pid": started.pid})
     );
     let mut container = bench.view::<Container>();
     let info = container.info("hello".into()).await.unwrap();
@@ -337,10 +337,12 @@ async fn a_container_runs_reports_its_exit_and_keeps_its_output() {
     let logs = container.logs("hello".into(), 1000).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello from hello\n");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "oops\n");
-    // Started again: a fresh run of the same container.
-    container.start("hello".into()).await.unwrap();
+    // Started again: a fresh run of the same container, told apart by its pid.
+    let again = container.start("hello".into()).await.unwrap();
     let exit = next_exit(&mut bench).await;
     assert_eq!(exit["code"], 3);
+    assert_eq!(exit["pid"], serde_json::json!(again.pid));
+    assert_ne!(again.pid, started.pid);
     let mut container = bench.view::<Container>();
     assert!(matches!(
         container.create(spec("hello", &image.reference, &[])).await,
@@ -442,11 +444,11 @@ async fn a_container_over_its_memory_limit_is_reported_oom_killed() {
     hog.command = Some(vec!["/bin/dd".into()]);
     hog.resources.memory_bytes = Some(32 << 20);
     container.create(hog).await.unwrap();
-    container.start("hog".into()).await.unwrap();
+    let started = container.start("hog".into()).await.unwrap();
     let exit = next_exit(&mut bench).await;
     assert_eq!(
         exit,
-        serde_json::json!({"name": "hog", "code": 137, "oom": true})
+        serde_json::json!({"name": "hog", "code": 137, "oom": true, "pid": started.pid})
     );
     let mut container = bench.view::<Container>();
     assert!(container.info("hog".into()).await.unwrap().oom_killed);
