@@ -89,11 +89,16 @@ fn serve(files: Vec<(&'static str, Vec<u8>, bool)>) -> Server {
 /// A tar.gz holding `bin/app`, a script that marks itself ready and sleeps,
 /// and a few hundred KiB of incompressible data so the cut falls mid-body.
 fn app_tarball() -> Vec<u8> {
+    app_tarball_tagged("")
+}
+
+/// [`app_tarball`] whose script carries `tag`, so each tag is another artifact.
+fn app_tarball_tagged(tag: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::fast(),
     ));
-    let script = b"#!/bin/sh\ntouch ready\nexec sleep 600\n";
+    let script = format!("#!/bin/sh\n{tag}\ntouch ready\nexec sleep 600\n").into_bytes();
     let mut header = tar::Header::new_gnu();
     header.set_size(script.len() as u64);
     header.set_mode(0o755);
@@ -324,4 +329,87 @@ fn a_zip_slip_archive_is_refused() {
         "{everything:#?}"
     );
     assert_eq!(files_under(&fx.dir("app")), Vec::<String>::new());
+}
+
+/// `prune-artifacts`: the artifact cache keeps what the applied plan needs
+/// and the last `keep` artifacts each component installed; older ones go.
+#[test]
+fn pruning_the_artifact_cache_keeps_what_the_plan_needs_and_the_latest() {
+    let versions: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|n| {
+            (
+                format!("app-{n}.tar.gz"),
+                app_tarball_tagged(&format!("# v{n}")),
+            )
+        })
+        .collect();
+    let files: Vec<(&'static str, Vec<u8>, bool)> = versions
+        .iter()
+        .map(|(name, bytes)| (&*name.clone().leak(), bytes.clone(), false))
+        .collect();
+    let trusted = key(7);
+    let server = serve(files);
+    let fx = fixture_for(&server, &trusted);
+    for (n, (name, bytes)) in versions.iter().enumerate() {
+        apply(&fx, recipe(server.port, name, &sha256(bytes), "true", None));
+        let mut last = serde_json::Value::Null;
+        let done = fx.daemon.eventually(support::WAIT, || {
+            last = fx.status();
+            last["phase"] == "applied" && last["cache"]["entries"] == n + 1
+        });
+        assert!(done, "version {} never applied: {last:#}", n + 1);
+    }
+    let digests: Vec<String> = versions.iter().map(|(_, bytes)| sha256(bytes)).collect();
+    let listed = |plan: &serde_json::Value, which: &str| -> Vec<String> {
+        let mut hexes: Vec<String> = plan[which]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["sha256"].as_str().unwrap().to_string())
+            .collect();
+        hexes.sort();
+        hexes
+    };
+    let sorted = |mut hexes: Vec<String>| {
+        hexes.sort();
+        hexes
+    };
+
+    let plan = fx
+        .call("prune-artifacts", json!({"keep": 2, "dry-run": true}))
+        .unwrap();
+    assert_eq!(listed(&plan, "deleted"), [digests[0].clone()], "{plan:#}");
+    assert_eq!(
+        listed(&plan, "kept"),
+        sorted(digests[1..].to_vec()),
+        "{plan:#}"
+    );
+    let kept = plan["kept"].to_string();
+    assert!(kept.contains("needed by app in the applied plan"), "{kept}");
+    assert!(kept.contains("latest 2 of app (#2)"), "{kept}");
+    assert_eq!(
+        fx.status()["cache"]["entries"],
+        3,
+        "the dry run deleted something"
+    );
+
+    let refused = fx.call("prune-artifacts", json!({"keep": 0})).unwrap_err();
+    assert!(refused.contains("at least 1"), "{refused}");
+
+    let pruned = fx.call("prune-artifacts", json!({"keep": 1})).unwrap();
+    assert_eq!(
+        listed(&pruned, "deleted"),
+        sorted(digests[..2].to_vec()),
+        "{pruned:#}"
+    );
+    assert!(pruned["bytes-freed"].as_u64().unwrap() > 0, "{pruned:#}");
+    assert_eq!(fx.status()["cache"]["entries"], 1);
+    let blobs = files_under(&fx.root.join("cache/blobs"));
+    assert!(
+        blobs
+            .iter()
+            .all(|blob| !blob.contains(&digests[0]) && !blob.contains(&digests[1])),
+        "{blobs:?}"
+    );
+    assert_eq!(fx.component("app")["state"], "ready");
 }

@@ -100,11 +100,11 @@ fn request<T: serde::de::DeserializeOwned>(
         .ok_or_else(|| format!("{command} expects {shape}"))
 }
 
-/// `prune-images`'s payload.
+/// The payload of `prune-images` and `prune-artifacts`.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct PruneImages {
-    /// Images kept per repository besides those in use (default 3).
+struct PruneRequest {
+    /// Kept per repository or component besides what is in use (default 3).
     keep: Option<u32>,
     #[serde(default)]
     dry_run: bool,
@@ -130,10 +130,19 @@ pub fn declare() -> cairn_sdk::Commands<Recipes> {
         })
         .command(
             "prune-images",
-            |r: &mut Recipes, request: Option<PruneImages>| {
+            |r: &mut Recipes, request: Option<PruneRequest>| {
                 let request = request.unwrap_or_default();
                 let keep = request.keep.unwrap_or(3);
-                crate::container_runner::prune_images(&r.engine, keep, request.dry_run)
+                crate::prune::images(&r.engine, keep, request.dry_run)
+                    .map_err(CommandError::invalid)
+            },
+        )
+        .command(
+            "prune-artifacts",
+            |r: &mut Recipes, request: Option<PruneRequest>| {
+                let request = request.unwrap_or_default();
+                let keep = request.keep.unwrap_or(3) as usize;
+                crate::prune::artifacts(&mut r.engine, keep, request.dry_run)
                     .map_err(CommandError::invalid)
             },
         )

@@ -21,6 +21,7 @@ mod container;
 mod container_runner;
 mod engine;
 mod plan;
+mod prune;
 mod recipe;
 mod runner;
 mod state;

@@ -93,7 +93,14 @@ pub struct Record {
     /// `cmd:` checks run inside its container: failures in a row.
     #[serde(default)]
     pub probe_failures: u32,
+    /// The artifacts (hex sha256) its installs used, newest last, at most
+    /// [`ARTIFACT_HISTORY`]: what pruning the artifact cache keeps per component.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
 }
+
+/// Artifact digests a component's record remembers.
+pub const ARTIFACT_HISTORY: usize = 16;
 
 impl Record {
     pub fn new(name: &str, fingerprint: &str) -> Record {
@@ -115,7 +122,16 @@ impl Record {
             image: None,
             probe_due_ms: 0,
             probe_failures: 0,
+            artifacts: Vec::new(),
         }
+    }
+
+    /// Remembers that an install used the artifact `hex`.
+    pub fn used_artifact(&mut self, hex: &str) {
+        self.artifacts.retain(|known| known != hex);
+        self.artifacts.push(hex.to_string());
+        let excess = self.artifacts.len().saturating_sub(ARTIFACT_HISTORY);
+        self.artifacts.drain(..excess);
     }
 
     /// Whether a process or container of it may exist.

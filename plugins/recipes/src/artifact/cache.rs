@@ -178,6 +178,15 @@ impl Cache {
         evicted
     }
 
+    /// Every cached blob (hex digest) with its size.
+    pub fn blobs(&self) -> Vec<(String, u64)> {
+        self.index
+            .entries
+            .iter()
+            .map(|(hex, entry)| (hex.clone(), entry.size))
+            .collect()
+    }
+
     pub fn entries(&self) -> u64 {
         self.index.entries.len() as u64
     }

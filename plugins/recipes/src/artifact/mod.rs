@@ -158,6 +158,14 @@ pub struct Store {
     sleep: fn(Duration),
 }
 
+/// What [`Store::prune`] kept (with why) and deleted, by hex digest and size.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub kept: Vec<(String, u64, Vec<String>)>,
+    pub deleted: Vec<(String, u64)>,
+    pub bytes_freed: u64,
+}
+
 /// A verified blob ready to use.
 struct Obtained {
     path: PathBuf,
@@ -224,6 +232,33 @@ impl Store {
             from_cache: got.from_cache,
             executables: outcome.executables,
         })
+    }
+
+    /// Deletes the cached blobs `keep` does not name (hex digest → why it
+    /// stays); with `dry_run`, only says which. The blobs with their reasons,
+    /// kept then deleted.
+    pub fn prune(
+        &mut self,
+        keep: &BTreeMap<String, Vec<String>>,
+        dry_run: bool,
+    ) -> Result<Pruned, ArtifactError> {
+        let mut pruned = Pruned::default();
+        for (hex, size) in self.cache.blobs() {
+            match keep.get(&hex) {
+                Some(reasons) => pruned.kept.push((hex, size, reasons.clone())),
+                None => {
+                    if !dry_run {
+                        self.cache.remove(&hex);
+                        pruned.bytes_freed += size;
+                    }
+                    pruned.deleted.push((hex, size));
+                }
+            }
+        }
+        if !dry_run && !pruned.deleted.is_empty() {
+            self.cache.save()?;
+        }
+        Ok(pruned)
     }
 
     pub fn usage(&self) -> CacheUsage {
