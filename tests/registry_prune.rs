@@ -257,3 +257,63 @@ fn a_daemon_killed_at_any_prune_step_finishes_the_prune_after_restart() {
         assert!(!log.contains(secret.as_str()), "a password reached the log");
     }
 }
+
+/// A plugin installed on the gateway itself keeps the manifest it was
+/// published as, though retention would drop it: its component is that
+/// manifest's layer.
+#[test]
+fn retention_keeps_what_runs_on_the_gateway() {
+    let gateway = Gateway::start(r#"environments = ["production"]"#);
+    let daemon = &gateway.daemon;
+    let registry = format!("localhost:{}", gateway.port);
+    let login = daemon.root().join("build.toml");
+    harness::write_owner_only(
+        &login,
+        &format!(
+            "[registries.\"{registry}\"]\nusername = \"build\"\npassword = \"{}\"\n",
+            gateway.build
+        ),
+    );
+    let wasm = harness::plugin_wasm("counter");
+    let key = daemon.root().join("dev.key");
+    let pushed = daemon
+        .cli_json(&[
+            "plugin",
+            "push",
+            wasm.to_str().unwrap(),
+            &format!("{registry}/plugins/counter:1"),
+            "--key",
+            key.to_str().unwrap(),
+            "--credentials",
+            login.to_str().unwrap(),
+            "--ca-file",
+            gateway.ca.to_str().unwrap(),
+        ])
+        .unwrap();
+    let counter = pushed["digest"].as_str().unwrap().to_string();
+    let request = json!({
+        "repository": "plugins/counter", "tag": "1", "environment": "production",
+        "kind": "plugin", "digest": counter,
+    });
+    daemon
+        .call("registry", "publish", &request.to_string())
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    gateway.publish("apps/web", "1", "production");
+    gateway.publish("apps/web", "2", "production");
+
+    // Not installed here: the oldest of three with keep = 2, so it goes.
+    let plan = daemon.call("registry", "retention", "null").unwrap();
+    assert!(
+        plan_digests(&plan, "delete").contains(&("plugins/counter".to_string(), counter.clone())),
+        "{plan:#}"
+    );
+    daemon.install(&wasm).unwrap();
+    let plan = daemon.call("registry", "retention", "null").unwrap();
+    let reasons = plan["keep"]["plugins/counter"][&counter].to_string();
+    assert!(
+        reasons.contains("in use by plugin counter 0.1.0 on this gateway"),
+        "{plan:#}"
+    );
+    assert!(plan_digests(&plan, "delete").is_empty(), "{plan:#}");
+}

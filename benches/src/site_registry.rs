@@ -236,6 +236,8 @@ quota = "8MiB"
 [grants.commands]
 call = []
 [grants.metrics]
+[grants.plugins]
+read = true
 [grants.timer]
 max-timers = 4
 [grants.files]

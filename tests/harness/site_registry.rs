@@ -75,6 +75,8 @@ keep = 2
 [grants.commands]
 call = ["health/add"]
 [grants.metrics]
+[grants.plugins]
+read = true
 [grants.timer]
 max-timers = 4
 [grants.files]

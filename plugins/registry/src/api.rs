@@ -186,11 +186,20 @@ impl Api<'_> {
     }
 }
 
-/// Records the children of `key` when its manifest is an index.
+/// Records the children of `key` when its manifest is an index, and its blobs.
 fn add_children(inventory: &mut Inventory, key: &(String, String), document: &serde_json::Value) {
     let children = strings_at(&document["manifests"], "digest");
     if !children.is_empty() {
         inventory.children.insert(key.clone(), children);
+    }
+    let blobs: Vec<String> = document["config"]["digest"]
+        .as_str()
+        .map(str::to_string)
+        .into_iter()
+        .chain(strings_at(&document["layers"], "digest"))
+        .collect();
+    if !blobs.is_empty() {
+        inventory.blobs.insert(key.clone(), blobs);
     }
 }
 

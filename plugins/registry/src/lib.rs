@@ -37,6 +37,7 @@ mod retention_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::time::Duration;
 
@@ -362,9 +363,31 @@ impl Registry {
             .api()
             .inventory(&recorded)
             .map_err(CommandError::internal)?;
-        let in_use = artifacts::in_use()?;
+        let mut in_use = artifacts::in_use()?;
+        add_local_plugins(&inventory, &mut in_use);
         retention::plan(&recorded, &inventory, &in_use, self.settings.keep)
             .map_err(CommandError::invalid)
+    }
+}
+
+/// The plugins installed on this gateway are in use: each one's component
+/// is the layer of the plugin manifest it was published as. Without the
+/// `plugins` grant (`read`) there is nothing to add.
+fn add_local_plugins(inventory: &retention::Inventory, in_use: &mut BTreeMap<String, Vec<String>>) {
+    let installed = match cairn_sdk::plugins::list() {
+        Ok(installed) => installed,
+        Err(err) => {
+            cairn_sdk::debug!("not counting this gateway's plugins: {err}");
+            return;
+        }
+    };
+    for plugin in installed {
+        for (_, manifest) in inventory.manifests_with_blob(&plugin.digest) {
+            in_use.entry(manifest.clone()).or_default().push(format!(
+                "plugin {} {} on this gateway",
+                plugin.name, plugin.version
+            ));
+        }
     }
 }
 

@@ -40,6 +40,20 @@ pub struct Inventory {
     pub children: BTreeMap<Key, Vec<String>>,
     /// Published manifests the registry still has (tagged or not).
     pub present: BTreeSet<Key>,
+    /// The blobs (config and layers) of every manifest read: a Cairn
+    /// plugin's layer is its component, which is how an installed plugin's
+    /// digest finds the manifest it came from.
+    pub blobs: BTreeMap<Key, Vec<String>>,
+}
+
+impl Inventory {
+    /// The manifests whose blobs include `blob`.
+    pub fn manifests_with_blob<'a>(&'a self, blob: &'a str) -> impl Iterator<Item = &'a Key> + 'a {
+        self.blobs
+            .iter()
+            .filter(move |(_, blobs)| blobs.iter().any(|b| b == blob))
+            .map(|(key, _)| key)
+    }
 }
 
 /// A manifest: its repository and digest.
