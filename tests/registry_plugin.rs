@@ -326,31 +326,8 @@ fn devices_use_the_gateway_as_a_mirror_with_the_files_device_config_writes() {
         ),
         ..Options::default()
     });
-    let build_login = device.root().join("build.toml");
-    write_owner_only(
-        &build_login,
-        &format!(
-            "[registries.\"{registry}\"]\nusername = \"build\"\npassword = \"{}\"\n",
-            gateway.build
-        ),
-    );
     let wasm = plugin_wasm("counter");
-    let key = device.root().join("dev.key");
-    let pushed = device
-        .cli_json(&[
-            "plugin",
-            "push",
-            wasm.to_str().unwrap(),
-            &format!("{registry}/plugins/counter:1.0"),
-            "--key",
-            key.to_str().unwrap(),
-            "--credentials",
-            build_login.to_str().unwrap(),
-            "--ca-file",
-            gateway.ca.to_str().unwrap(),
-        ])
-        .unwrap();
-    let digest = pushed["digest"].as_str().unwrap().to_string();
+    let digest = gateway.push_plugin(&device, &wasm, "plugins/counter:1.0");
 
     // The device asks for the upstream name; the gateway answers.
     let installed = device

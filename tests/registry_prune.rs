@@ -265,32 +265,8 @@ fn a_daemon_killed_at_any_prune_step_finishes_the_prune_after_restart() {
 fn retention_keeps_what_runs_on_the_gateway() {
     let gateway = Gateway::start(r#"environments = ["production"]"#);
     let daemon = &gateway.daemon;
-    let registry = format!("localhost:{}", gateway.port);
-    let login = daemon.root().join("build.toml");
-    harness::write_owner_only(
-        &login,
-        &format!(
-            "[registries.\"{registry}\"]\nusername = \"build\"\npassword = \"{}\"\n",
-            gateway.build
-        ),
-    );
     let wasm = harness::plugin_wasm("counter");
-    let key = daemon.root().join("dev.key");
-    let pushed = daemon
-        .cli_json(&[
-            "plugin",
-            "push",
-            wasm.to_str().unwrap(),
-            &format!("{registry}/plugins/counter:1"),
-            "--key",
-            key.to_str().unwrap(),
-            "--credentials",
-            login.to_str().unwrap(),
-            "--ca-file",
-            gateway.ca.to_str().unwrap(),
-        ])
-        .unwrap();
-    let counter = pushed["digest"].as_str().unwrap().to_string();
+    let counter = gateway.push_plugin(daemon, &wasm, "plugins/counter:1");
     let request = json!({
         "repository": "plugins/counter", "tag": "1", "environment": "production",
         "kind": "plugin", "digest": counter,

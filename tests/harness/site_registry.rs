@@ -394,6 +394,36 @@ impl Gateway {
         digest
     }
 
+    /// `cairn plugin push` of `wasm` to `repository:tag` on this gateway with
+    /// the `build` login, signed with `signer`'s `dev` key; the digest.
+    pub fn push_plugin(&self, signer: &Daemon, wasm: &Path, repository_tag: &str) -> String {
+        let registry = format!("localhost:{}", self.port);
+        let login = signer.root().join("build.toml");
+        super::write_owner_only(
+            &login,
+            &format!(
+                "[registries.\"{registry}\"]\nusername = \"build\"\npassword = \"{}\"\n",
+                self.build
+            ),
+        );
+        let key = signer.root().join("dev.key");
+        let pushed = signer
+            .cli_json(&[
+                "plugin",
+                "push",
+                wasm.to_str().unwrap(),
+                &format!("{registry}/{repository_tag}"),
+                "--key",
+                key.to_str().unwrap(),
+                "--credentials",
+                login.to_str().unwrap(),
+                "--ca-file",
+                self.ca.to_str().unwrap(),
+            ])
+            .unwrap();
+        pushed["digest"].as_str().unwrap().to_string()
+    }
+
     pub fn pulls(&self, repository: &str, digest: &str) -> Result<(), String> {
         let login = ("runtime", self.runtime.as_str());
         pull(&self.ca, &self.base, login, repository, digest)
