@@ -169,6 +169,35 @@ fn a_prune_deletes_what_retention_drops_and_every_kept_digest_still_pulls() {
         shown.contains("last prune: ok: 2 manifests deleted"),
         "{shown}"
     );
+
+    // No password in any reply, in the metrics or in the log.
+    let mut seen = vec![metrics, shown, daemon.daemon_log()];
+    for command in [
+        "status",
+        "credentials-fingerprint",
+        "smoke",
+        "artifacts",
+        "retention",
+        "device-config",
+    ] {
+        seen.push(
+            daemon
+                .call("registry", command, "null")
+                .unwrap()
+                .to_string(),
+        );
+    }
+    seen.push(
+        daemon
+            .call("registry", "prune", r#"{"dry-run": true}"#)
+            .unwrap()
+            .to_string(),
+    );
+    for text in &seen {
+        for secret in [&gateway.build, &gateway.runtime] {
+            assert!(!text.contains(secret.as_str()), "a password in: {text}");
+        }
+    }
 }
 
 /// Kills the daemon once the prune shows `step`, restarts it, and checks the
