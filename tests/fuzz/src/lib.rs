@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 // The recipes plugin: recipes, plans and what they are built from.
+#[path = "../../../plugins/recipes/src/container.rs"]
+pub mod container;
 #[path = "../../../plugins/recipes/src/plan.rs"]
 pub mod plan;
 #[path = "../../../plugins/recipes/src/recipe.rs"]

@@ -8,13 +8,16 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::daemon::{Daemon, cli, install_signed, prepare_root, start};
 use crate::stats::median_p99;
+
+mod by_hand;
+mod deploy;
 
 const REPOSITORIES: usize = 3;
 const ARTIFACTS: usize = 40;
@@ -75,14 +78,14 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
         })
         .collect();
     let manual_storage = dir.path().join("storage-by-hand");
-    copy_tree(&gateway.storage, &manual_storage)?;
+    by_hand::copy_tree(&gateway.storage, &manual_storage)?;
 
     let started = Instant::now();
     let outcome: Value =
         serde_json::from_str(&gateway.cli(&["--json", "registry", "prune", "--wait"])?)?;
     let cairn_prune = started.elapsed();
     anyhow::ensure!(outcome["ok"] == true, "prune failed: {outcome}");
-    let manual = prune_by_hand(&gateway, &manual_storage, &deletions, &build)?;
+    let manual = by_hand::prune_by_hand(&gateway, &manual_storage, &deletions, &build)?;
 
     println!(
         "\n### Site registry: prune of {REPOSITORIES} repositories × {ARTIFACTS} artifacts (keep {KEEP} per environment, {} KiB layers)\n",
@@ -133,7 +136,7 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
         hand_p99 / 1000.0
     );
 
-    deploy_by_digest(cairn, dir.path(), &gateway, &ca, &runtime)?;
+    deploy::deploy_by_digest(cairn, dir.path(), &gateway, &ca, &runtime)?;
     Ok(())
 }
 
@@ -308,7 +311,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Pushes a one-layer image whose layer is `LAYER_BYTES` of bytes unique to
-/// `seed`, each blob in one monolithic POST; its manifest digest.
+/// `seed`; its manifest digest.
 fn push_image(
     ca: &Path,
     base: &str,
@@ -363,293 +366,4 @@ fn push_image(
     )?;
     anyhow::ensure!(status == 201, "manifest {url}: {out}");
     Ok(sha256(&manifest))
-}
-
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let status = Command::new("cp").arg("-a").arg(from).arg(to).status()?;
-    anyhow::ensure!(status.success(), "cp -a failed");
-    Ok(())
-}
-
-/// (blobs, bytes) in a docker-registry filesystem store.
-fn blob_usage(storage: &Path) -> (u64, u64) {
-    let mut usage = (0, 0);
-    let root = storage.join("docker/registry/v2/blobs");
-    let dirs = |dir: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .collect()
-    };
-    for algorithm in dirs(&root) {
-        for prefix in dirs(&algorithm) {
-            for blob in dirs(&prefix) {
-                if let Ok(meta) = std::fs::metadata(blob.join("data")) {
-                    usage.0 += 1;
-                    usage.1 += meta.len();
-                }
-            }
-        }
-    }
-    usage
-}
-
-struct ManualPrune {
-    total: Duration,
-    read_only: Duration,
-    blobs_freed: u64,
-    bytes_freed: u64,
-}
-
-/// The prune an operator would do by hand on a copy of the store: the same
-/// TLS, logins and manifests to delete, on a second port.
-fn prune_by_hand(
-    gateway: &Gateway,
-    storage: &Path,
-    deletions: &[(String, String)],
-    login: &(&str, String),
-) -> anyhow::Result<ManualPrune> {
-    let port = free_port()?;
-    let dir = storage.with_extension("config");
-    std::fs::create_dir_all(&dir)?;
-    let mut configs = Vec::new();
-    for name in ["config.yml", "config-readonly.yml"] {
-        let text = std::fs::read_to_string(gateway.state.join(name))?
-            .replace(
-                &format!("\"{}\"", gateway.storage.display()),
-                &format!("\"{}\"", storage.display()),
-            )
-            .replace(
-                &format!("127.0.0.1:{}", gateway.port),
-                &format!("127.0.0.1:{port}"),
-            );
-        let path = dir.join(name);
-        std::fs::write(&path, text)?;
-        configs.push(path);
-    }
-    let ca = gateway.state.join("tls/ca.pem");
-    let base = format!("https://localhost:{port}");
-    let (blobs_before, bytes_before) = blob_usage(storage);
-    let mut registry = Served::start(&configs[0], &ca, &base)?;
-
-    let started = Instant::now();
-    for (repository, digest) in deletions {
-        let url = format!("{base}/v2/{repository}/manifests/{digest}");
-        let (status, out) = curl(&ca, login, &["-X", "DELETE", &url], &[])?;
-        anyhow::ensure!(status == 202, "DELETE {url}: {out}");
-    }
-    let read_only_from = Instant::now();
-    registry.stop();
-    registry = Served::start(&configs[1], &ca, &base)?;
-    let gc = Command::new(REGISTRY)
-        .arg("garbage-collect")
-        .arg(&configs[0])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    anyhow::ensure!(gc.success(), "garbage-collect failed");
-    registry.stop();
-    let _registry = Served::start(&configs[0], &ca, &base)?;
-    let read_only = read_only_from.elapsed();
-    let total = started.elapsed();
-    let (blobs_after, bytes_after) = blob_usage(storage);
-    Ok(ManualPrune {
-        total,
-        read_only,
-        blobs_freed: blobs_before.saturating_sub(blobs_after),
-        bytes_freed: bytes_before.saturating_sub(bytes_after),
-    })
-}
-
-/// A `docker-registry serve` started by hand, up once `/v2/` answers.
-struct Served(Child);
-
-impl Served {
-    fn start(config: &Path, ca: &Path, base: &str) -> anyhow::Result<Served> {
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let served = Served(child);
-        let started = Instant::now();
-        loop {
-            let status = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-                .arg(ca)
-                .arg(format!("{base}/v2/"))
-                .output()?;
-            if String::from_utf8_lossy(&status.stdout) == "401" {
-                return Ok(served);
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "docker-registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A device using the gateway as its mirror installs a signed plugin by
-/// digest (resolve, signatures, download, verify, compile, start), against
-/// fetching the same manifest and layer by digest with `curl`.
-fn deploy_by_digest(
-    cairn: &Path,
-    dir: &Path,
-    gateway: &Gateway,
-    ca: &Path,
-    runtime: &(&str, String),
-) -> anyhow::Result<()> {
-    let config: Value =
-        serde_json::from_str(&gateway.cli(&["--json", "registry", "device-config"])?)?;
-    let mut installs = Vec::new();
-    let mut fetches = Vec::new();
-    let mut digest = String::new();
-    let registry = format!("localhost:{}", gateway.port);
-    for round in 0..DEPLOYS {
-        let root = dir.join(format!("device-{round}"));
-        let policies = root.join("policies");
-        std::fs::create_dir_all(&policies)?;
-        std::fs::copy(
-            crate::workspace().join("benches/plugin/policy.toml"),
-            policies.join("bench.toml"),
-        )?;
-        let credentials = root.join("site-credentials.toml");
-        std::fs::copy(
-            config["credentials-file"].as_str().unwrap_or(""),
-            &credentials,
-        )?;
-        std::fs::set_permissions(
-            &credentials,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )?;
-        let extra = format!(
-            "[registry]\ncredentials = {:?}\nca-file = {:?}\n[registry.mirrors]\n\"{UPSTREAM}\" = \"{registry}\"\n",
-            credentials.display().to_string(),
-            config["ca-file"].as_str().unwrap_or(""),
-        );
-        prepare_root(cairn, &root, &policies, &extra)?;
-        if round > 0 {
-            // Every device of the run trusts the key the first one pushed with.
-            std::fs::copy(dir.join("first-dev.pub"), root.join("dev.pub"))?;
-        }
-        let (_daemon, _) = start(cairn, &root)?;
-        let socket = root.join("admin.sock");
-        if round == 0 {
-            digest = push_bench_plugin(cairn, &root, &registry, gateway, ca)?;
-            std::fs::copy(root.join("dev.pub"), dir.join("first-dev.pub"))?;
-        }
-        let started = Instant::now();
-        cli(
-            cairn,
-            &socket,
-            &[
-                "plugin",
-                "install",
-                &format!("oci://{UPSTREAM}/plugins/bench@{digest}"),
-            ],
-        )?;
-        installs.push(started.elapsed());
-    }
-    for _ in 0..DEPLOYS {
-        let started = Instant::now();
-        let url = format!("https://{registry}/v2/plugins/bench/manifests/{digest}");
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(r#"curl -sf --cacert "$1" -K - -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$2""#)
-            .arg("sh")
-            .arg(ca)
-            .arg(&url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                if let Some(mut stdin) = child.stdin.take() {
-                    stdin.write_all(format!("user = \"runtime:{}\"\n", runtime.1).as_bytes())?;
-                }
-                child.wait_with_output()
-            })?;
-        anyhow::ensure!(
-            sha256(&out.stdout) == digest,
-            "manifest by digest did not match"
-        );
-        let manifest: Value = serde_json::from_slice(&out.stdout)?;
-        let layer = manifest["layers"][0]["digest"].as_str().unwrap_or("");
-        let url = format!("https://{registry}/v2/plugins/bench/blobs/{layer}");
-        let (status, _) = curl(ca, runtime, &["-L", &url], &[])?;
-        anyhow::ensure!(status == 200, "layer by digest: {status}");
-        fetches.push(started.elapsed());
-    }
-    let (install_median, install_p99) = median_p99(&mut installs);
-    let (fetch_median, fetch_p99) = median_p99(&mut fetches);
-    println!(
-        "\n| deploy a plugin by digest through the gateway ({DEPLOYS} devices) | median | p99 | ratio (median) |"
-    );
-    println!("| --- | ---: | ---: | ---: |");
-    println!(
-        "| `cairn plugin install oci://{UPSTREAM}/…@sha256:…` via the mirror (resolve, signatures, download, verify, compile, start) | {:.0} ms | {:.0} ms | {:.1}× |",
-        install_median / 1000.0,
-        install_p99 / 1000.0,
-        install_median / fetch_median
-    );
-    println!(
-        "| by hand: `curl` the manifest and the layer by digest | {:.0} ms | {:.0} ms | 1× |",
-        fetch_median / 1000.0,
-        fetch_p99 / 1000.0
-    );
-    Ok(())
-}
-
-/// Signs and pushes the `bench` plugin to the gateway with the `build` login
-/// and `root`'s key; its manifest digest.
-fn push_bench_plugin(
-    cairn: &Path,
-    root: &Path,
-    registry: &str,
-    gateway: &Gateway,
-    ca: &Path,
-) -> anyhow::Result<String> {
-    let wasm = crate::target_dir().join("wasm32-wasip2/release/bench.wasm");
-    let login = root.join("build.toml");
-    std::fs::write(
-        &login,
-        format!(
-            "[registries.\"{registry}\"]\nusername = \"build\"\npassword = \"{}\"\n",
-            gateway.password("build")?
-        ),
-    )?;
-    std::fs::set_permissions(&login, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let pushed: Value = serde_json::from_str(&cli(
-        cairn,
-        &root.join("admin.sock"),
-        &[
-            "--json",
-            "plugin",
-            "push",
-            &wasm.display().to_string(),
-            &format!("{registry}/plugins/bench:1"),
-            "--key",
-            &root.join("dev.key").display().to_string(),
-            "--credentials",
-            &login.display().to_string(),
-            "--ca-file",
-            &ca.display().to_string(),
-        ],
-    )?)?;
-    Ok(pushed["digest"].as_str().unwrap_or("").to_string())
 }
