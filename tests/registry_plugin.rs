@@ -431,14 +431,14 @@ fn a_full_disk_during_an_upload_fails_the_push_and_loses_nothing() {
     // 6 MiB into a 4 MiB volume.
     let big = vec![7u8; 6 * 1024 * 1024];
     let login = ("build", gateway.build.as_str());
-    let (status, answer) = upload_blob(&gateway.ca, &gateway.base, login, "apps/web", &big);
+    let (code, answer) = upload_blob(&gateway.ca, &gateway.base, login, "apps/web", &big);
     assert!(
-        status >= 500 || status == 0,
-        "a push larger than the disk: {status} {answer}"
+        code >= 500 || code == 0,
+        "a push larger than the disk: {code} {answer}"
     );
 
     // Nothing lost: the registry still runs and serves what it had.
-    let after = status_of(&gateway);
+    let after = status(&gateway.daemon);
     assert_eq!(after["running"], true, "{after}");
     gateway.pulls("apps/web", &kept).unwrap();
     let refused = gateway
@@ -461,7 +461,7 @@ fn a_full_disk_during_an_upload_fails_the_push_and_loses_nothing() {
     // read-only then, so no upload is in progress).
     let uploads = storage.join("docker/registry/v2/repositories/apps/web/_uploads");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
-    let started_ms = status_of(&gateway)["last-prune"]["started-ms"]
+    let started_ms = status(&gateway.daemon)["last-prune"]["started-ms"]
         .as_u64()
         .unwrap_or(0);
     gateway.daemon.call("registry", "prune", "null").unwrap();
@@ -477,8 +477,4 @@ fn a_full_disk_during_an_upload_fails_the_push_and_loses_nothing() {
     gateway.publish("apps/web", "3", "production");
     let smoke = gateway.daemon.call("registry", "smoke", "null").unwrap();
     assert_eq!(smoke["ok"], true, "{smoke}");
-}
-
-fn status_of(gateway: &Gateway) -> serde_json::Value {
-    status(&gateway.daemon)
 }

@@ -81,15 +81,18 @@ impl FetchedManifests {
             .map_err(|err| KernelError::internal(format!("recording {manifest}: {err}")))
     }
 
-    /// Forgets every manifest recorded as fetching `component`, so installing
-    /// it again downloads it.
-    pub fn forget_component(&self, component: &Digest) {
+    /// Forgets every manifest recorded as fetching one of `components`, so
+    /// installing it again downloads it. One pass over the records.
+    pub fn forget_components(&self, components: &std::collections::BTreeSet<Digest>) {
+        if components.is_empty() {
+            return;
+        }
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let names_it = std::fs::read(entry.path())
+            let names_one = std::fs::read(entry.path())
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<FetchedManifest>(&bytes).ok())
-                .is_some_and(|record| record.component == *component);
-            if names_it {
+                .is_some_and(|record| components.contains(&record.component));
+            if names_one {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

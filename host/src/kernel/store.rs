@@ -124,12 +124,19 @@ impl Kernel {
             }
         }
         if !dry_run {
-            for gone in &plan.delete {
-                let digest = Digest::parse(&gone.digest).map_err(KernelError::internal)?;
-                plan.bytes_freed += gone.bytes + self.cache.remove(&digest);
-                self.fetched.forget_component(&digest);
+            let gone = plan
+                .delete
+                .iter()
+                .map(|gone| Digest::parse(&gone.digest).map_err(KernelError::internal))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Records first: a crash after them leaves blobs nothing names,
+            // which the next prune deletes.
+            self.fetched
+                .forget_components(&gone.iter().cloned().collect());
+            for (component, digest) in plan.delete.iter().zip(&gone) {
+                plan.bytes_freed += component.bytes + self.cache.remove(digest);
                 self.blobs
-                    .remove(&digest)
+                    .remove(digest)
                     .map_err(|err| KernelError::internal(format!("deleting {digest}: {err}")))?;
             }
             if !plan.delete.is_empty() {

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use cairn_sdk::container;
 use serde_json::{Value, json};
 
+use crate::artifact::parse_sha256;
 use crate::engine::Engine;
 use crate::plan::Plan;
-use crate::runner::artifact_hex;
 
 /// The plans whose components must keep what they use.
 fn plans(engine: &Engine) -> impl Iterator<Item = (&'static str, &Plan)> {
@@ -85,8 +85,12 @@ pub fn artifacts(engine: &mut Engine, keep: usize, dry_run: bool) -> Result<Valu
     for (which, plan) in plans(engine) {
         for component in plan.components.values() {
             for artifact in &component.recipe.artifacts {
+                // Recipes are validated when parsed: every sha256 is one.
+                let Ok(hex) = parse_sha256(&artifact.uri, &artifact.sha256) else {
+                    continue;
+                };
                 reasons
-                    .entry(artifact_hex(&artifact.sha256))
+                    .entry(hex)
                     .or_default()
                     .push(format!("needed by {} in the {which}", component.name));
             }

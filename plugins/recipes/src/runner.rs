@@ -65,7 +65,9 @@ impl Runner {
                     .map(|path| format!("{dir}/{}", path.display()))
                     .collect();
                 make_executable(&component.name, &executables)?;
-                record.used_artifact(&artifact_hex(&artifact.sha256));
+                if let Ok(hex) = artifact::parse_sha256(&artifact.uri, &artifact.sha256) {
+                    record.used_artifact(&hex);
+                }
             }
             if let Some(install) = &recipe.lifecycle.install {
                 self.run_script(component, "install", install, Duration::from_secs(120))?;
@@ -451,17 +453,6 @@ fn wait(id: ProcessId, timeout: Duration) -> Result<Option<i32>, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The lowercase hex of an artifact's `sha256` (validated when the recipe
-/// was parsed), as the cache names it.
-pub fn artifact_hex(sha256: &str) -> String {
-    let trimmed = sha256.trim();
-    trimmed
-        .strip_prefix("sha256:")
-        .or_else(|| trimmed.strip_prefix("SHA256:"))
-        .unwrap_or(trimmed)
-        .to_ascii_lowercase()
 }
 
 fn artifact_spec(artifact: &crate::recipe::Artifact) -> artifact::ArtifactSpec {

@@ -57,10 +57,14 @@ pub fn write(settings: &Settings, credentials: &Credentials) -> Result<DeviceCon
     })
 }
 
-/// A credentials file in the host's format; TOML strings are JSON-compatible
-/// basic strings, so quoting with `serde_json` escapes them correctly.
+/// A TOML basic string: JSON's string syntax is a subset of it, so
+/// `serde_json` escapes it correctly.
+fn quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// A credentials file in the host's format.
 fn credentials_toml(registry: &str, credentials: &Credentials) -> String {
-    let quote = |text: &str| serde_json::Value::from(text).to_string();
     format!(
         "[registries.{}]\nusername = {}\npassword = {}\n",
         quote(registry),
@@ -70,7 +74,6 @@ fn credentials_toml(registry: &str, credentials: &Credentials) -> String {
 }
 
 fn device_toml(settings: &Settings, registry: &str, with_ca: bool) -> String {
-    let quote = |text: &str| serde_json::Value::from(text).to_string();
     let mut text = format!("[registry]\ncredentials = {}\n", quote(DEVICE_CREDENTIALS));
     if with_ca {
         text.push_str(&format!("ca-file = {}\n", quote(DEVICE_CA)));

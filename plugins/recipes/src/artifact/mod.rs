@@ -65,6 +65,7 @@ use fetch::{Downloader, Transport};
 use install::Layout;
 use unpack::Format;
 use url::HttpUrl;
+pub(crate) use verify::parse_sha256;
 use verify::{MAX_SIGNATURE_BYTES, TrustedKeys};
 
 /// What to fetch, how to check it and how to install it.
