@@ -128,6 +128,18 @@ pub fn curl_status(ca: &Path, url: &str, login: Option<(&str, &str)>) -> u16 {
 
 /// `curl` with the login on stdin and `body` from a file; (status, headers).
 pub fn curl(ca: &Path, login: (&str, &str), args: &[&str], body: &[u8]) -> (u16, String) {
+    let config = format!("user = \"{}:{}\"\n", login.0, login.1);
+    curl_configured(ca, &config, args, body)
+}
+
+/// `curl` with `Authorization: Bearer <token>` on stdin; (status, headers).
+pub fn curl_bearer(ca: &Path, token: &str, args: &[&str], body: &[u8]) -> (u16, String) {
+    let config = format!("header = \"Authorization: Bearer {token}\"\n");
+    curl_configured(ca, &config, args, body)
+}
+
+/// `curl` reading `config` (a login, say) from stdin; (status, headers).
+fn curl_configured(ca: &Path, config: &str, args: &[&str], body: &[u8]) -> (u16, String) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), body).unwrap();
     let mut child = Command::new("curl")
@@ -142,7 +154,6 @@ pub fn curl(ca: &Path, login: (&str, &str), args: &[&str], body: &[u8]) -> (u16,
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let config = format!("user = \"{}:{}\"\n", login.0, login.1);
     child
         .stdin
         .take()
@@ -357,13 +368,31 @@ impl Gateway {
     /// A gateway whose state and storage are `dir/state` and `dir/storage`
     /// (the caller may have prepared them, e.g. mounted a small file system).
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Gateway {
-        let daemon = Daemon::start();
+        Gateway::start_on(Daemon::start(), dir, extra, "")
+    }
+
+    /// A gateway with token auth: the daemon's HTTP listener serves the
+    /// plugin's token service at `/registry/token`; its URL is the realm.
+    pub fn start_with_tokens(extra: &str) -> (Gateway, String) {
+        let daemon = Daemon::start_with(super::Options {
+            extra_config: "[listeners.http]\naddress = \"127.0.0.1:0\"\n".into(),
+            ..super::Options::default()
+        });
+        let realm = format!("http://{}/registry/token", daemon.http_address());
+        let extra = format!("token-realm = \"{realm}\"\n{extra}");
+        let grant = "[grants.http-server]\nroutes = [\"/registry/token\"]\n";
+        let gateway = Gateway::start_on(daemon, tempfile::tempdir().unwrap(), &extra, grant);
+        (gateway, realm)
+    }
+
+    fn start_on(daemon: Daemon, dir: tempfile::TempDir, extra: &str, grants: &str) -> Gateway {
         let state = dir.path().join("state");
         let storage = dir.path().join("storage");
         let port = free_port();
         let stop = StopRegistry(state.display().to_string());
         let extra = format!("health-plugin = \"\"\n{extra}");
-        daemon.write_policy("registry", &policy(&state, &storage, port, &extra));
+        let policy = format!("{}{grants}", policy(&state, &storage, port, &extra));
+        daemon.write_policy("registry", &policy);
         daemon.install(&plugin_wasm("registry")).unwrap();
         wait_ready(&daemon);
         let (build, runtime) = passwords(&state);

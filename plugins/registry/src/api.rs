@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 
 use cairn_sdk::http::{Method, Request, Response};
 
+use crate::login::Login;
 use crate::retention::{Artifact, Inventory};
-use crate::secrets::{Credentials, User};
+use crate::secrets::User;
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.oci.image.index.v1+json, \
@@ -20,7 +21,7 @@ const PAGE: usize = 1000;
 /// The registry at `base`, as the `build` user.
 pub struct Api<'a> {
     pub base: String,
-    pub credentials: &'a Credentials,
+    pub login: Login<'a>,
 }
 
 impl Api<'_> {
@@ -29,8 +30,9 @@ impl Api<'_> {
     }
 
     fn send_as(&self, user: User, method: Method, path: &str) -> Result<Response, String> {
+        let authorization = self.login.authorization(user, &method, path)?;
         Request::new(method, format!("{}{path}", self.base))
-            .header("authorization", self.credentials.basic_auth(user))
+            .header("authorization", authorization)
             .header("accept", MANIFEST_TYPES)
             .send()
             .map_err(|err| format!("the registry did not answer {path}: {err}"))

@@ -23,13 +23,16 @@
 mod api;
 mod artifacts;
 mod device;
+mod login;
 mod prune;
+mod realm;
 mod retention;
 mod secrets;
 mod service;
 mod settings;
 mod smoke;
 mod tls;
+mod token;
 mod usage;
 
 #[cfg(test)]
@@ -64,6 +67,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 struct Registry {
     settings: Settings,
     credentials: Credentials,
+    /// With token auth (`token-realm`): the key tokens are signed with.
+    signer: Option<token::Signer>,
     process: Option<ProcessId>,
     /// A restart timer is set (the registry exited).
     restart_pending: bool,
@@ -126,7 +131,7 @@ impl Registry {
 
     fn run_smoke(&mut self) -> smoke::Report {
         self.smoke_round += 1;
-        let report = smoke::run(&self.settings.url(), &self.credentials, self.smoke_round);
+        let report = smoke::run(&self.settings.url(), &self.login(), self.smoke_round);
         self.ready = report.ok;
         self.smoke = Some(report.clone());
         let total_ms: u64 = report.steps.iter().map(|step| step.ms).sum();
@@ -252,6 +257,8 @@ impl Registry {
         let last_prune = prune::last().map_err(CommandError::internal)?;
         Ok(json!({
             "url": self.settings.url(),
+            "auth": if self.signer.is_some() { "token" } else { "htpasswd" },
+            "token-realm": self.settings.token_realm,
             "tls": match self.settings.tls {
                 TlsMode::DeviceCa => "device-ca",
                 TlsMode::Provided => "provided",
@@ -300,10 +307,21 @@ impl Registry {
         Ok(self.run_smoke())
     }
 
+    /// How the plugin's own requests log in.
+    fn login(&self) -> login::Login<'_> {
+        login::Login {
+            credentials: &self.credentials,
+            tokens: self
+                .signer
+                .as_ref()
+                .map(|signer| (signer, self.settings.service())),
+        }
+    }
+
     fn api(&self) -> api::Api<'_> {
         api::Api {
             base: self.settings.url(),
-            credentials: &self.credentials,
+            login: self.login(),
         }
     }
 
@@ -419,10 +437,16 @@ impl Plugin for Registry {
         }
         let credentials = Credentials::load_or_create(&settings.state)?;
         let tls = service::tls_files(&settings)?;
-        let changed = service::write_configs(&settings, &credentials, tls.as_ref())?;
+        let signer = match settings.token_realm {
+            Some(_) => Some(token::Signer::load_or_create(&settings.path("token"))?),
+            None => None,
+        };
+        let changed =
+            service::write_configs(&settings, &credentials, tls.as_ref(), signer.as_ref())?;
         let mut registry = Registry {
             settings,
             credentials,
+            signer,
             process: None,
             restart_pending: false,
             next_prune: None,
@@ -498,3 +522,4 @@ impl Plugin for Registry {
 }
 
 cairn_sdk::export_plugin!(Registry);
+cairn_sdk::export_http_handler!(realm::TokenService);

@@ -125,6 +125,14 @@ impl Credentials {
         }
     }
 
+    /// The stored credentials, read only: what the token service checks
+    /// logins against.
+    pub fn load(dir: &str) -> Result<Credentials, String> {
+        let path = format!("{dir}/credentials.json");
+        let bytes = fs::read(&path).map_err(|err| format!("cannot read {path}: {err}"))?;
+        serde_json::from_slice(&bytes).map_err(|err| format!("{path} is damaged: {err}"))
+    }
+
     /// A new password for `user`, stored with the htpasswd file; the
     /// registry notices the file's change without a restart.
     pub fn rotate(&mut self, dir: &str, user: User) -> Result<(), String> {

@@ -14,6 +14,7 @@ use cairn_sdk::process::{self, ProcessId, ProcessInfo, Spec};
 use crate::secrets::{Credentials, write_atomic};
 use crate::settings::{Settings, TlsMode};
 use crate::tls::TlsFiles;
+use crate::token::{self, Signer};
 
 /// The process's name among the plugin's processes.
 pub const PROCESS: &str = "registry";
@@ -52,11 +53,15 @@ pub fn mode_of(process: &ProcessInfo) -> Mode {
 }
 
 /// The registry's config file. No blob descriptor cache: after a garbage
-/// collection it would keep answering for deleted blobs.
+/// collection it would keep answering for deleted blobs. With a token
+/// `signer` the registry checks tokens instead of the htpasswd file; the
+/// config names the digest of the root it trusts, so a new root (read only
+/// at start) changes the config and restarts the registry.
 pub fn render_config(
     settings: &Settings,
     credentials: &Credentials,
     tls: Option<&TlsFiles>,
+    signer: Option<&Signer>,
     mode: Mode,
 ) -> String {
     let quote = |text: &str| serde_json::Value::from(text).to_string();
@@ -68,6 +73,21 @@ pub fn render_config(
         ),
         None => String::new(),
     };
+    let auth = match (signer, &settings.token_realm) {
+        (Some(signer), Some(realm)) => format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    \
+             rootcertbundle: {root}\n# token root sha256:{digest}\n",
+            realm = quote(realm),
+            service = quote(&settings.service()),
+            issuer = quote(token::ISSUER),
+            root = quote(&token::root_path(&settings.path("token"))),
+            digest = signer.root_sha256,
+        ),
+        _ => format!(
+            "auth:\n  htpasswd:\n    realm: cairn-registry\n    path: {}\n",
+            quote(&settings.path("htpasswd"))
+        ),
+    };
     format!(
         "version: 0.1\n\
          log:\n  level: info\n\
@@ -75,11 +95,10 @@ pub fn render_config(
          maintenance:\n    uploadpurging:\n      enabled: true\n      age: 168h\n      interval: 24h\n      dryrun: false\n    \
          readonly:\n      enabled: {read_only}\n\
          http:\n  addr: {addr}\n  secret: {secret}\n{tls}  headers:\n    X-Content-Type-Options: [nosniff]\n\
-         auth:\n  htpasswd:\n    realm: cairn-registry\n    path: {htpasswd}\n",
+         {auth}",
         storage = quote(&settings.storage),
         addr = quote(&settings.listen.to_string()),
         secret = quote(credentials.http_secret.expose()),
-        htpasswd = quote(&settings.path("htpasswd")),
         read_only = mode == Mode::ReadOnly,
     )
 }
@@ -89,10 +108,11 @@ pub fn write_configs(
     settings: &Settings,
     credentials: &Credentials,
     tls: Option<&TlsFiles>,
+    signer: Option<&Signer>,
 ) -> Result<bool, String> {
     let mut changed = false;
     for mode in [Mode::ReadWrite, Mode::ReadOnly] {
-        let text = render_config(settings, credentials, tls, mode);
+        let text = render_config(settings, credentials, tls, signer, mode);
         let path = settings.path(mode.config_file());
         if fs::read_to_string(&path).is_ok_and(|old| old == text) {
             continue;

@@ -63,6 +63,11 @@ pub struct Settings {
     /// instead; only used in the config `device-config` suggests.
     #[serde(default)]
     pub mirror_for: Vec<String>,
+    /// Token auth: the URL where clients get tokens, served by this plugin
+    /// on the daemon's HTTP listener. Without it the registry uses htpasswd,
+    /// which cannot keep the `runtime` user from pushing.
+    #[serde(default)]
+    pub token_realm: Option<String>,
 }
 
 fn default_health_plugin() -> String {
@@ -132,6 +137,15 @@ impl Settings {
                 "`mirror-for` entry `{bad}` is not a registry HOST[:PORT]"
             ));
         }
+        if let Some(realm) = &self.token_realm {
+            let path = self.token_path().unwrap_or_default();
+            let scheme_ok = realm.starts_with("https://") || realm.starts_with("http://");
+            if !scheme_ok || !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return Err(format!(
+                    "`token-realm` `{realm}` is not an http(s) URL with a path, such as https://gateway:8443/registry/token"
+                ));
+            }
+        }
         if self.state == self.storage {
             return Err("`state` and `storage` must be different directories".into());
         }
@@ -160,6 +174,23 @@ impl Settings {
             _ => "https",
         };
         format!("{scheme}://{}:{}", self.hostname, self.listen.port())
+    }
+
+    /// The name tokens are issued for (their `aud`): the registry's `host:port`.
+    pub fn service(&self) -> String {
+        format!("{}:{}", self.hostname, self.listen.port())
+    }
+
+    /// The path of `token-realm`, which the plugin's HTTP side answers.
+    pub fn token_path(&self) -> Option<String> {
+        let realm = self.token_realm.as_deref()?;
+        let after_scheme = realm.split_once("://").map_or(realm, |(_, rest)| rest);
+        Some(
+            after_scheme
+                .find('/')
+                .map_or("", |at| &after_scheme[at..])
+                .to_string(),
+        )
     }
 
     /// The IP addresses to put in the certificate beside the host name.

@@ -9,7 +9,8 @@ use cairn_sdk::http::{Method, Request, Response};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::secrets::{Credentials, User, hex};
+use crate::login::Login;
+use crate::secrets::{User, hex};
 
 const REPOSITORY: &str = "cairn-smoke";
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -35,7 +36,7 @@ pub struct Report {
 
 struct Client<'a> {
     base: &'a str,
-    credentials: &'a Credentials,
+    login: &'a Login<'a>,
     steps: Vec<Step>,
 }
 
@@ -44,15 +45,30 @@ fn digest_of(bytes: &[u8]) -> String {
 }
 
 impl Client<'_> {
-    fn request(&self, user: User, method: Method, path_or_url: &str) -> Request {
+    /// A request as `user`; `None` (a failed step) when no login could be made.
+    fn request(
+        &mut self,
+        step: &'static str,
+        user: User,
+        method: Method,
+        path_or_url: &str,
+    ) -> Option<Request> {
         let url = if path_or_url.starts_with("http") {
             path_or_url.to_string()
         } else {
             format!("{}{path_or_url}", self.base)
         };
-        Request::new(method, url)
-            .header("authorization", self.credentials.basic_auth(user))
-            .timeout(TIMEOUT)
+        match self.login.authorization(user, &method, &url) {
+            Ok(authorization) => Some(
+                Request::new(method, url)
+                    .header("authorization", authorization)
+                    .timeout(TIMEOUT),
+            ),
+            Err(err) => {
+                self.fail(step, format!("cannot log in as {}: {err}", user.name()));
+                None
+            }
+        }
     }
 
     /// Sends and records the step; the response when it had `expect` status.
@@ -113,7 +129,8 @@ impl Client<'_> {
 
     fn push_blob(&mut self, step: &'static str, bytes: &[u8]) -> Option<()> {
         let path = format!("/v2/{REPOSITORY}/blobs/uploads/");
-        let started = self.step(step, self.request(User::Build, Method::Post, &path), 202)?;
+        let post = self.request(step, User::Build, Method::Post, &path)?;
+        let started = self.step(step, post, 202)?;
         let Some(location) = started.header("location").map(str::to_string) else {
             self.fail(step, "the upload has no Location".into());
             return None;
@@ -121,7 +138,7 @@ impl Client<'_> {
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={}", digest_of(bytes));
         let put = self
-            .request(User::Build, Method::Put, &url)
+            .request(step, User::Build, Method::Put, &url)?
             .header("content-type", "application/octet-stream")
             .body(bytes.to_vec());
         self.step(step, put, 201).map(|_| ())
@@ -129,10 +146,10 @@ impl Client<'_> {
 }
 
 /// Runs the check against the registry at `base` (`https://host:port`).
-pub fn run(base: &str, credentials: &Credentials, round: u64) -> Report {
+pub fn run(base: &str, login: &Login<'_>, round: u64) -> Report {
     let mut client = Client {
         base,
-        credentials,
+        login,
         steps: Vec::new(),
     };
     let _ = check(&mut client, round);
@@ -167,10 +184,11 @@ fn check(client: &mut Client<'_>, round: u64) -> Option<()> {
     let digest = digest_of(&manifest);
     let put = client
         .request(
+            "push-manifest",
             User::Build,
             Method::Put,
             &format!("/v2/{REPOSITORY}/manifests/smoke-{round}"),
-        )
+        )?
         .header("content-type", MANIFEST_TYPE)
         .body(manifest.clone());
     let pushed = client.step("push-manifest", put, 201)?;
@@ -183,22 +201,35 @@ fn check(client: &mut Client<'_>, round: u64) -> Option<()> {
     }
     let get = client
         .request(
+            "pull-manifest",
             User::Runtime,
             Method::Get,
             &format!("/v2/{REPOSITORY}/manifests/{digest}"),
-        )
+        )?
         .header("accept", MANIFEST_TYPE);
     client.pull_exactly("pull-manifest", get, &manifest, "manifest")?;
     let get = client.request(
+        "pull-layer",
         User::Runtime,
         Method::Get,
         &format!("/v2/{REPOSITORY}/blobs/{}", digest_of(&layer)),
-    );
+    )?;
     client.pull_exactly("pull-layer", get, &layer, "layer")?;
+    if client.login.uses_tokens() {
+        // The runtime user's token carries no push: the registry must say so.
+        let push = client.request(
+            "runtime-push-refused",
+            User::Runtime,
+            Method::Post,
+            &format!("/v2/{REPOSITORY}/blobs/uploads/"),
+        )?;
+        client.step("runtime-push-refused", push, 401)?;
+    }
     let delete = client.request(
+        "delete",
         User::Build,
         Method::Delete,
         &format!("/v2/{REPOSITORY}/manifests/{digest}"),
-    );
+    )?;
     client.step("delete", delete, 202).map(|_| ())
 }

@@ -104,10 +104,22 @@ fn credentials_are_made_once_and_a_torn_rotation_is_repaired() {
 fn the_registry_config_has_no_blob_cache_and_quotes_paths() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = Credentials::load_or_create(dir.path().to_str().unwrap()).unwrap();
-    let text = render_config(&settings("").unwrap(), &credentials, None, Mode::ReadWrite);
+    let text = render_config(
+        &settings("").unwrap(),
+        &credentials,
+        None,
+        None,
+        Mode::ReadWrite,
+    );
     assert!(text.contains("rootdirectory: \"/srv/images\""), "{text}");
     assert!(text.contains("readonly:\n      enabled: false"), "{text}");
-    let read_only = render_config(&settings("").unwrap(), &credentials, None, Mode::ReadOnly);
+    let read_only = render_config(
+        &settings("").unwrap(),
+        &credentials,
+        None,
+        None,
+        Mode::ReadOnly,
+    );
     assert!(
         read_only.contains("readonly:\n      enabled: true"),
         "{read_only}"

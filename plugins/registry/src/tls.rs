@@ -113,7 +113,7 @@ fn certificate_fits(files: &TlsFiles, hostname: &str) -> bool {
     cert.tbs_certificate.subject.to_string() == format!("CN={hostname}")
 }
 
-fn issue(
+pub(crate) fn issue(
     profile: Profile,
     subject: Name,
     signer: &SigningKey,
@@ -139,15 +139,15 @@ fn issue(
         .map_err(|err| format!("signing a certificate: {err}"))
 }
 
-fn name(text: &str) -> Result<Name, String> {
+pub(crate) fn name(text: &str) -> Result<Name, String> {
     Name::from_str(text).map_err(|err| format!("`{text}` is not a name: {err}"))
 }
 
-fn pem(cert: &Certificate) -> Result<String, String> {
+pub(crate) fn pem(cert: &Certificate) -> Result<String, String> {
     cert.to_pem(LineEnding::LF).map_err(|err| err.to_string())
 }
 
-fn pem_key(key: &SigningKey) -> Result<String, String> {
+pub(crate) fn pem_key(key: &SigningKey) -> Result<String, String> {
     key.to_pkcs8_pem(LineEnding::LF)
         .map(|pem| pem.to_string())
         .map_err(|err| err.to_string())
