@@ -412,4 +412,12 @@ fn pruning_the_artifact_cache_keeps_what_the_plan_needs_and_the_latest() {
         "{blobs:?}"
     );
     assert_eq!(fx.component("app")["state"], "ready");
+
+    // What the device reports to its site registry: the artifact the plan needs.
+    let in_use = fx.call("in-use", json!(null)).unwrap();
+    assert_eq!(
+        in_use["digests"],
+        json!({ format!("sha256:{}", digests[2]): ["artifact of app in the applied plan"] }),
+        "{in_use:#}"
+    );
 }

@@ -380,7 +380,7 @@ impl Gateway {
         });
         let realm = format!("http://{}/registry/token", daemon.http_address());
         let extra = format!("token-realm = \"{realm}\"\n{extra}");
-        let grant = "[grants.http-server]\nroutes = [\"/registry/token\"]\n";
+        let grant = "[grants.http-server]\nroutes = [\"/registry\"]\n";
         let gateway = Gateway::start_on(daemon, tempfile::tempdir().unwrap(), &extra, grant);
         (gateway, realm)
     }

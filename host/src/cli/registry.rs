@@ -200,11 +200,11 @@ fn render(command: &str, value: &Value) -> String {
             })
             .collect(),
         "device-config" => format!(
-            "Copy to each device, owner-only (install -m 600):\n  {} -> /etc/cairn/site-registry-credentials.toml\n{}\nand add to its cairn.toml:\n\n{}",
+            "Copy to each device, owner-only (install -m 600):\n  {} -> /etc/cairn/site-registry/credentials.toml\n{}\nand add to its cairn.toml:\n\n{}",
             value["credentials-file"].as_str().unwrap_or("?"),
             value["ca-file"]
                 .as_str()
-                .map(|ca| format!("  {ca} -> /etc/cairn/site-registry-ca.pem\n"))
+                .map(|ca| format!("  {ca} -> /etc/cairn/site-registry/ca.pem\n"))
                 .unwrap_or_default(),
             value["config"].as_str().unwrap_or(""),
         ),

@@ -146,6 +146,9 @@ pub fn declare() -> cairn_sdk::Commands<Recipes> {
                     .map_err(CommandError::invalid)
             },
         )
+        .command("in-use", |r: &mut Recipes, _: IgnoredAny| {
+            Ok::<_, CommandError>(json!({ "digests": crate::prune::in_use(&r.engine) }))
+        })
         .command("plan-reconcile", |r: &mut Recipes, _: IgnoredAny| {
             Ok::<_, CommandError>(json!({ "actions": r.engine.reconcile()? }))
         })

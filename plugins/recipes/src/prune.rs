@@ -73,6 +73,53 @@ pub fn images(engine: &Engine, keep: u32, dry_run: bool) -> Result<Value, String
     }))
 }
 
+/// `in-use`: the digests this plugin runs or needs, with who uses each —
+/// what a device reports to its site registry so that retention there keeps
+/// them: the image each container runs (pinned), the images plans name by
+/// digest, and the artifacts plans name (blobs, by sha256).
+pub fn in_use(engine: &Engine) -> BTreeMap<String, Vec<String>> {
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, record) in &engine.records {
+        if let Some((_, digest)) = record
+            .image
+            .as_deref()
+            .and_then(|image| image.split_once('@'))
+        {
+            users
+                .entry(digest.to_string())
+                .or_default()
+                .push(format!("container of {name}"));
+        }
+    }
+    for (which, plan) in plans(engine) {
+        for component in plan.components.values() {
+            let run = component.recipe.lifecycle.run.as_ref();
+            let image = run
+                .and_then(|run| run.container.as_ref())
+                .map(|c| c.image.as_str());
+            if let Some((_, digest)) = image.and_then(|image| image.split_once('@')) {
+                users
+                    .entry(digest.to_string())
+                    .or_default()
+                    .push(format!("image of {} in the {which}", component.name));
+            }
+            for artifact in &component.recipe.artifacts {
+                if let Ok(hex) = parse_sha256(&artifact.uri, &artifact.sha256) {
+                    users
+                        .entry(format!("sha256:{hex}"))
+                        .or_default()
+                        .push(format!("artifact of {} in the {which}", component.name));
+                }
+            }
+        }
+    }
+    for list in users.values_mut() {
+        list.sort();
+        list.dedup();
+    }
+    users
+}
+
 /// `prune-artifacts`: the artifact cache keeps every artifact a plan's
 /// component names and the last `keep` each component installed.
 pub fn artifacts(engine: &mut Engine, keep: usize, dry_run: bool) -> Result<Value, String> {

@@ -21,13 +21,13 @@ pub struct DeviceConfig {
     /// Upstream registries this gateway serves as a mirror for.
     pub mirror_for: Vec<String>,
     /// The `[registry]` section of a device's `cairn.toml`, with the files at
-    /// `/etc/cairn/site-registry-credentials.toml` and `/etc/cairn/site-registry-ca.pem`.
+    /// `/etc/cairn/site-registry/credentials.toml` and `/etc/cairn/site-registry/ca.pem`.
     pub config: String,
 }
 
 /// Where a device keeps the files, in the suggested config.
-const DEVICE_CREDENTIALS: &str = "/etc/cairn/site-registry-credentials.toml";
-const DEVICE_CA: &str = "/etc/cairn/site-registry-ca.pem";
+const DEVICE_CREDENTIALS: &str = "/etc/cairn/site-registry/credentials.toml";
+const DEVICE_CA: &str = "/etc/cairn/site-registry/ca.pem";
 
 /// Writes the device files (again: after a rotation they change) and
 /// describes how to use them.

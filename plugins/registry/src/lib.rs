@@ -25,9 +25,9 @@ mod artifacts;
 mod device;
 mod login;
 mod prune;
-mod realm;
 mod retention;
 mod secrets;
+mod served;
 mod service;
 mod settings;
 mod smoke;
@@ -382,9 +382,28 @@ impl Registry {
             .inventory(&recorded)
             .map_err(CommandError::internal)?;
         let mut in_use = artifacts::in_use()?;
+        add_manifests_of_blobs(&inventory, &mut in_use);
         add_local_plugins(&inventory, &mut in_use);
         retention::plan(&recorded, &inventory, &in_use, self.settings.keep)
             .map_err(CommandError::invalid)
+    }
+}
+
+/// Devices report what they run by the digest they know: a container's
+/// manifest, but a plugin's component or a recipe's artifact is a blob. A
+/// manifest holding a reported blob is in use by the blob's users.
+fn add_manifests_of_blobs(
+    inventory: &retention::Inventory,
+    in_use: &mut BTreeMap<String, Vec<String>>,
+) {
+    let mut found: Vec<(String, Vec<String>)> = Vec::new();
+    for (digest, users) in in_use.iter() {
+        for (_, manifest) in inventory.manifests_with_blob(digest) {
+            found.push((manifest.clone(), users.clone()));
+        }
+    }
+    for (manifest, users) in found {
+        in_use.entry(manifest).or_default().extend(users);
     }
 }
 
@@ -522,4 +541,4 @@ impl Plugin for Registry {
 }
 
 cairn_sdk::export_plugin!(Registry);
-cairn_sdk::export_http_handler!(realm::TokenService);
+cairn_sdk::export_http_handler!(served::Served);

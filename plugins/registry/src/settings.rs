@@ -140,9 +140,9 @@ impl Settings {
         if let Some(realm) = &self.token_realm {
             let path = self.token_path().unwrap_or_default();
             let scheme_ok = realm.starts_with("https://") || realm.starts_with("http://");
-            if !scheme_ok || !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            if !scheme_ok || !path.ends_with("/token") || path.contains(['?', '#', ' ']) {
                 return Err(format!(
-                    "`token-realm` `{realm}` is not an http(s) URL with a path, such as https://gateway:8443/registry/token"
+                    "`token-realm` `{realm}` is not an http(s) URL whose path ends in /token, such as https://gateway:8443/registry/token"
                 ));
             }
         }
@@ -181,7 +181,7 @@ impl Settings {
         format!("{}:{}", self.hostname, self.listen.port())
     }
 
-    /// The path of `token-realm`, which the plugin's HTTP side answers.
+    /// The path of `token-realm`.
     pub fn token_path(&self) -> Option<String> {
         let realm = self.token_realm.as_deref()?;
         let after_scheme = realm.split_once("://").map_or(realm, |(_, rest)| rest);

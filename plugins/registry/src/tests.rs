@@ -48,10 +48,21 @@ fn settings_are_checked() {
         ("keep = 0", "must be at least 1"),
         ("prune-interval = \"daily\"", "is not a duration"),
         ("prune-interval = \"10s\"", "at least 1m"),
+        (
+            "token-realm = \"gateway/token\"",
+            "whose path ends in /token",
+        ),
+        (
+            "token-realm = \"https://gateway:8443/\"",
+            "whose path ends in /token",
+        ),
     ] {
         let err = settings(extra).err().unwrap_or_default();
         assert!(err.contains(needle), "{extra}: {err}");
     }
+    let tokens = settings("token-realm = \"https://gw:8443/registry/token\"").unwrap();
+    assert_eq!(tokens.token_path().as_deref(), Some("/registry/token"));
+    assert_eq!(tokens.service(), "localhost:5000");
     let scheduled = settings("prune-interval = \"24h\"").unwrap();
     assert_eq!(
         scheduled.prune_interval(),

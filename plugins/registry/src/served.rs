@@ -1,7 +1,13 @@
-//! The token service's HTTP side, at `token-realm`: `GET ?service=..&scope=..`
-//! with a Basic login answers a token granting what that user may do of the
-//! scopes asked (the Docker token protocol that `docker`, containerd and
-//! Cairn's own registry client follow after a `401` from the registry).
+//! What the plugin serves on the daemon's HTTP listener (under the prefix its
+//! `[grants.http-server]` routes name), each with a Basic login of the
+//! `build` or `runtime` user:
+//!
+//! - `GET …/token?service=..&scope=..` (with `token-realm`): a token granting
+//!   what that user may do of the scopes asked (the Docker token protocol
+//!   that `docker`, containerd and Cairn's own registry client follow after
+//!   a `401` from the registry);
+//! - `PUT …/in-use`: a device's report of the digests it runs (what
+//!   `registry-report` sends), which retention keeps.
 //!
 //! It runs on pooled instances where `init` never ran, so it reads the
 //! config, the passwords and the signing key from the state directory on
@@ -16,34 +22,80 @@ use cairn_sdk::{Config, ErrorBody, ErrorCode};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
+use crate::artifacts::{self, InUseReport};
 use crate::secrets::{Credentials, User};
 use crate::settings::Settings;
 use crate::token::{self, Access, Signer};
 
-/// The registry plugin's HTTP side.
-pub struct TokenService;
+/// The largest in-use report taken.
+const MAX_REPORT: usize = 1024 * 1024;
 
-impl Handler for TokenService {
+/// The registry plugin's HTTP side.
+pub struct Served;
+
+impl Handler for Served {
     fn handle(request: Request) -> Response {
-        answer(&request).unwrap_or_else(|refused| refused)
+        let answered = Config::from_env()
+            .parse::<Settings>()
+            .map_err(|err| failure(500, ErrorCode::Internal, err.to_string()))
+            .and_then(|settings| route(&request, &settings));
+        answered.unwrap_or_else(|refused| refused)
     }
 }
 
-fn answer(request: &Request) -> Result<Response, Response> {
-    let settings: Settings = Config::from_env()
-        .parse()
-        .map_err(|err| failure(500, ErrorCode::Internal, err.to_string()))?;
-    if settings.token_path().as_deref() != Some(request.path.as_str()) {
-        return Err(failure(404, ErrorCode::NotFound, "no such path".into()));
+fn route(request: &Request, settings: &Settings) -> Result<Response, Response> {
+    let method_is = |method: Method| {
+        if request.method == method {
+            Ok(())
+        } else {
+            Err(failure(
+                405,
+                ErrorCode::Invalid,
+                format!("this path answers {method}"),
+            )
+            .with_header("allow", method.as_str()))
+        }
+    };
+    if request.path.ends_with("/in-use") {
+        method_is(Method::Put)?;
+        return report_in_use(request, settings);
     }
-    if request.method != Method::Get {
+    if request.path.ends_with("/token") && settings.token_realm.is_some() {
+        method_is(Method::Get)?;
+        return answer(request, settings);
+    }
+    Err(failure(404, ErrorCode::NotFound, "no such path".into()))
+}
+
+/// Records a device's report, replacing its last one.
+fn report_in_use(request: &Request, settings: &Settings) -> Result<Response, Response> {
+    let user = log_in(request, settings)?;
+    if request.body.len() > MAX_REPORT {
         return Err(failure(
-            405,
+            413,
             ErrorCode::Invalid,
-            "the token service answers GET".into(),
-        )
-        .with_header("allow", "GET"));
+            format!("a report is at most {MAX_REPORT} bytes"),
+        ));
     }
+    let report: InUseReport = serde_json::from_slice(&request.body).map_err(|err| {
+        failure(
+            400,
+            ErrorCode::Invalid,
+            format!("not an in-use report {{\"device\":..,\"digests\":{{..}}}}: {err}"),
+        )
+    })?;
+    let (device, count) = (report.device.clone(), report.digests.len());
+    artifacts::report_in_use(report)
+        .map_err(|err| failure(400, ErrorCode::Invalid, err.message))?;
+    cairn_sdk::info!(
+        "in-use report from {device} ({} login): {count} digests",
+        user.name()
+    );
+    Ok(Response::no_content())
+}
+
+/// A token for the scopes asked, as far as the user may have them.
+fn answer(request: &Request, settings: &Settings) -> Result<Response, Response> {
     let mut service = None;
     let mut asked = Vec::new();
     for (key, value) in query_pairs(request.query.as_deref().unwrap_or_default()) {
@@ -73,7 +125,7 @@ fn answer(request: &Request) -> Result<Response, Response> {
             format!("this service issues tokens for {} only", settings.service()),
         ));
     }
-    let user = log_in(request, &settings)?;
+    let user = log_in(request, settings)?;
     let granted: Vec<Access> = asked
         .iter()
         .filter_map(|access| access.granted_to(user))
