@@ -385,7 +385,9 @@ impl Gateway {
         (gateway, realm)
     }
 
-    fn start_on(daemon: Daemon, dir: tempfile::TempDir, extra: &str, grants: &str) -> Gateway {
+    /// A gateway on `daemon` (its state and storage in `dir`); `grants` adds
+    /// policy tables.
+    pub fn start_on(daemon: Daemon, dir: tempfile::TempDir, extra: &str, grants: &str) -> Gateway {
         let state = dir.path().join("state");
         let storage = dir.path().join("storage");
         let port = free_port();

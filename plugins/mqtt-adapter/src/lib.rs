@@ -183,11 +183,15 @@ fn call_plugin(plugin: &str, command: &str, payload: &Value) -> Result<Value, Fa
     match commands::call(plugin, command, &bytes) {
         Ok(reply) => Ok(as_json(&reply)),
         Err(commands::CallError::Host(err)) => Err(err.into()),
-        // A typed command's error is an error body; its message is what people need.
-        Err(commands::CallError::Plugin(text)) => {
-            let body = ErrorBody::parse_or(&text, "plugin-error");
-            Err(Failure::new("plugin-error", body.message))
-        }
+        // A typed command's error is an error body: its message is what
+        // people need, its code what programs branch on.
+        Err(commands::CallError::Plugin(text)) => match ErrorBody::parse(&text) {
+            Some(body) => Err(Failure {
+                plugin_code: Some(body.code),
+                ..Failure::new("plugin-error", body.message)
+            }),
+            None => Err(Failure::new("plugin-error", text)),
+        },
         Err(commands::CallError::Json(message)) => Err(Failure::new("invalid", message)),
     }
 }

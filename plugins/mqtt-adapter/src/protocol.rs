@@ -60,6 +60,8 @@ pub struct Request {
 pub struct Failure {
     pub code: String,
     pub message: String,
+    /// For `plugin-error`: the code of the plugin's own error, when it gave one.
+    pub plugin_code: Option<String>,
 }
 
 impl Failure {
@@ -67,6 +69,7 @@ impl Failure {
         Failure {
             code: code.into(),
             message: message.into(),
+            plugin_code: None,
         }
     }
 }
@@ -94,12 +97,13 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, (Option<String>, Failure
 pub fn reply(id: Option<&str>, outcome: Result<Value, Failure>) -> Vec<u8> {
     let body = match outcome {
         Ok(result) => json!({"id": id, "ok": true, "result": result, "served_by": SERVED_BY}),
-        Err(failure) => json!({
-            "id": id,
-            "ok": false,
-            "error": {"code": failure.code, "message": failure.message},
-            "served_by": SERVED_BY,
-        }),
+        Err(failure) => {
+            let mut error = json!({"code": failure.code, "message": failure.message});
+            if let Some(code) = failure.plugin_code {
+                error["plugin-code"] = json!(code);
+            }
+            json!({"id": id, "ok": false, "error": error, "served_by": SERVED_BY})
+        }
     };
     body.to_string().into_bytes()
 }
