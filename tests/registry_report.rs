@@ -8,7 +8,7 @@ mod harness;
 use serde_json::{Value, json};
 
 use harness::site_registry::{Gateway, curl};
-use harness::{Daemon, Options, plugin_wasm, write_owner_only};
+use harness::{plugin_wasm, write_owner_only};
 
 /// The reasons retention gives for keeping `repository@digest`, if it does.
 fn kept_because(plan: &Value, repository: &str, digest: &str) -> Option<String> {
@@ -29,16 +29,9 @@ fn deleted(plan: &Value) -> Vec<String> {
 fn retention_keeps_what_devices_report_they_run() {
     let (gateway, realm) = Gateway::start_with_tokens("");
     let listener = realm.trim_end_matches("/registry/token").to_string();
-    let registry = format!("localhost:{}", gateway.port);
-    let runtime_login = format!(
-        "[registries.\"{registry}\"]\nusername = \"runtime\"\npassword = \"{}\"\n",
-        gateway.runtime
-    );
-    let device = Daemon::start_with(Options {
-        extra_config: format!("ca-file = {:?}\n", gateway.ca),
-        registry_credentials: Some(runtime_login.clone()),
-        ..Options::default()
-    });
+    let registry = gateway.registry();
+    let runtime_login = gateway.runtime_login();
+    let device = gateway.device();
 
     // Three releases of one repository; with keep = 2 the first would go.
     let mut digests = Vec::new();

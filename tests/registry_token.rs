@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use harness::site_registry::{Gateway, curl_bearer, curl_get, curl_status, status};
-use harness::{Daemon, Options, plugin_wasm, write_owner_only};
+use harness::{plugin_wasm, write_owner_only};
 
 /// Asks the token service for `scope` as `login`; (status, reply).
 fn token(gateway: &Gateway, realm: &str, login: (&str, &str), scope: &str) -> (u16, Value) {
@@ -96,16 +96,9 @@ fn the_runtime_credential_only_pulls_when_the_plugin_issues_tokens() {
     assert_eq!(code, 202, "{headers}");
 
     // Real clients follow the token flow. A device logs in as `runtime`:
-    let registry = format!("localhost:{}", gateway.port);
-    let runtime_login = format!(
-        "[registries.\"{registry}\"]\nusername = \"runtime\"\npassword = \"{}\"\n",
-        gateway.runtime
-    );
-    let device = Daemon::start_with(Options {
-        extra_config: format!("ca-file = {:?}\n", gateway.ca),
-        registry_credentials: Some(runtime_login.clone()),
-        ..Options::default()
-    });
+    let registry = gateway.registry();
+    let runtime_login = gateway.runtime_login();
+    let device = gateway.device();
     // the build pushes a plugin (signed with the device's trusted key)...
     let wasm = plugin_wasm("counter");
     let digest = gateway.push_plugin(&device, &wasm, "plugins/counter:1.0");

@@ -411,6 +411,29 @@ impl Gateway {
         }
     }
 
+    /// `HOST:PORT` of the registry, as devices name it.
+    pub fn registry(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+
+    /// A credentials file (the host's format) with the `runtime` login.
+    pub fn runtime_login(&self) -> String {
+        format!(
+            "[registries.\"{}\"]\nusername = \"runtime\"\npassword = \"{}\"\n",
+            self.registry(),
+            self.runtime
+        )
+    }
+
+    /// A device that trusts the gateway's CA and logs in as `runtime`.
+    pub fn device(&self) -> Daemon {
+        Daemon::start_with(super::Options {
+            extra_config: format!("ca-file = {:?}\n", self.ca),
+            registry_credentials: Some(self.runtime_login()),
+            ..super::Options::default()
+        })
+    }
+
     /// Pushes `repository:tag` and publishes it for `environment`; its digest.
     pub fn publish(&self, repository: &str, tag: &str, environment: &str) -> String {
         let digest = push_image(&self.ca, &self.base, &self.build, repository, tag);

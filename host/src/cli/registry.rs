@@ -143,7 +143,7 @@ pub(crate) async fn run(socket: &Path, args: RegistryArgs) -> Result<Outcome, Ad
 fn render(command: &str, value: &Value) -> String {
     match command {
         "status" => format!(
-            "{} ({}): {}{}\nstorage: {}\nrestarts: {}\n{}",
+            "{} ({}): {}{}\nauth: {}\nstorage: {}\nrestarts: {}\n{}",
             value["url"].as_str().unwrap_or("?"),
             value["tls"].as_str().unwrap_or("?"),
             if value["ready"] == true {
@@ -157,6 +157,10 @@ fn render(command: &str, value: &Value) -> String {
                 .as_str()
                 .map(|ca| format!("\nclients trust: {ca}"))
                 .unwrap_or_default(),
+            match value["token-realm"].as_str() {
+                Some(realm) => format!("tokens from {realm} (runtime pulls only)"),
+                None => "htpasswd (any login may push)".to_string(),
+            },
             value["storage"].as_str().unwrap_or("?"),
             value["restarts"],
             render_maintenance(value),
@@ -170,7 +174,7 @@ fn render(command: &str, value: &Value) -> String {
             let mut text = String::new();
             for step in value["steps"].as_array().into_iter().flatten() {
                 text.push_str(&format!(
-                    "{:<14} {}  {}\n",
+                    "{:<20} {}  {}\n",
                     step["step"].as_str().unwrap_or("?"),
                     if step["ok"] == true { "ok" } else { "FAILED" },
                     step["detail"].as_str().unwrap_or("")
