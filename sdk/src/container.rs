@@ -40,7 +40,7 @@ use serde::Deserialize;
 use crate::bindings::cairn::host::container as host;
 use crate::{Event, Result};
 
-pub use host::{ImageInfo, ImagePrune, PrunedImage, PullPolicy};
+pub use host::{ImageConfig, ImageInfo, ImagePrune, PrunedImage, PullPolicy};
 
 /// Topic of the event sent when one of the plugin's containers exits.
 pub const EXITED_TOPIC: &str = "cairn/container/exited";
@@ -361,6 +361,13 @@ impl Exited {
 /// Makes the image available on the device per `policy`.
 pub fn pull(reference: &str, policy: PullPolicy) -> Result<ImageInfo> {
     Ok(host::pull(reference, policy)?)
+}
+
+/// The config of an image already on the device (see [`pull`]): its labels,
+/// entrypoint, command, environment, working directory, user and exposed
+/// ports, read from the digest-checked config blob.
+pub fn inspect_image(reference: &str) -> Result<ImageConfig> {
+    Ok(host::inspect_image(reference)?)
 }
 
 /// The images on the device the plugin's grant allows.

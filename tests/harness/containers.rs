@@ -205,6 +205,14 @@ const APPLETS: &[&str] = &[
 /// The blobs of a busybox image (plus `extra` incompressible bytes in
 /// `/padding`): `(manifest, config, layer)`.
 pub fn busybox_image(extra: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    busybox_image_labelled(extra, &[])
+}
+
+/// [`busybox_image`] whose config carries `labels`.
+pub fn busybox_image_labelled(
+    extra: usize,
+    labels: &[(&str, &str)],
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let links: Vec<(String, String)> = APPLETS
         .iter()
@@ -238,7 +246,10 @@ pub fn busybox_image(extra: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" },
+        "config": {
+            "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/",
+            "Labels": labels.iter().copied().collect::<std::collections::BTreeMap<&str, &str>>(),
+        },
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     }))
     .expect("json");
@@ -298,7 +309,17 @@ pub fn push_busybox(
     tag: &str,
     extra: usize,
 ) -> TestImage {
-    let (manifest, config, layer) = busybox_image(extra);
+    push_image(address, login, repository, tag, busybox_image(extra))
+}
+
+/// Pushes the blobs `(manifest, config, layer)` as `address/repository:tag`.
+pub fn push_image(
+    address: &str,
+    login: Option<(&str, &str)>,
+    repository: &str,
+    tag: &str,
+    (manifest, config, layer): (Vec<u8>, Vec<u8>, Vec<u8>),
+) -> TestImage {
     for blob in [&layer, &config] {
         let headers = curl(
             &[

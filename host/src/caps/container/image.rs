@@ -5,6 +5,8 @@
 //! checks every digest (manifest, config, each layer, each unpacked layer's
 //! diff ID).
 
+use std::collections::BTreeMap;
+
 use containerd_client::services::v1::{
     DeleteImageRequest, GetImageRequest, Image, ListImagesRequest, ReadContentRequest,
     ReadContentResponse,
@@ -16,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::engine::{Containerd, is_not_found, status_error};
 use crate::contract::bindings::CapError;
+use crate::contract::bindings::cairn::host::container::ImageConfig as WitImageConfig;
 use crate::state::digest::Digest;
 use crate::supply::oci::{OciError, Reference};
 
@@ -84,6 +87,11 @@ pub struct RunConfig {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Keys such as `5432/tcp`; the values are empty objects.
+    #[serde(default)]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -304,6 +312,25 @@ async fn manifest_of(engine: &Containerd, target: &str) -> Result<Document, CapE
         document = parse_document(&read_blob(engine, &chosen.digest).await?, &chosen.digest)?;
     }
     Ok(document)
+}
+
+/// What the `inspect-image` call answers of the config of `digest`.
+pub fn describe(digest: String, config: RunConfig) -> WitImageConfig {
+    let listed = |list: Option<Vec<String>>| list.unwrap_or_default();
+    WitImageConfig {
+        digest,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        entrypoint: listed(config.entrypoint),
+        cmd: listed(config.cmd),
+        env: listed(config.env),
+        working_dir: config.working_dir.unwrap_or_default(),
+        user: config.user.unwrap_or_default(),
+        exposed_ports: config
+            .exposed_ports
+            .unwrap_or_default()
+            .into_keys()
+            .collect(),
+    }
 }
 
 /// The file at `path` (relative, e.g. `etc/passwd`, at most 1 MiB) in the

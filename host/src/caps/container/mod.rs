@@ -24,8 +24,8 @@ use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
 use crate::contract::HostLink;
 use crate::contract::bindings::CapError;
 use crate::contract::bindings::cairn::host::container::{
-    self as wit, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ImageInfo,
-    ImagePrune, LogTail, NetworkMode, PullPolicy, ResourceUsage,
+    self as wit, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ImageConfig,
+    ImageInfo, ImagePrune, LogTail, NetworkMode, PullPolicy, ResourceUsage,
 };
 use crate::supply::oci::{Reference, Registry, RegistryOptions, verify_signatures};
 use crate::supply::trust::TrustStore;
@@ -279,6 +279,25 @@ impl wit::Host for CapView<'_, Container> {
             .collect())
     }
 
+    async fn inspect_image(&mut self, reference: String) -> Result<ImageConfig, CapError> {
+        let grant = self.ready().await?;
+        let parsed = parse_reference(&reference)?;
+        if let Some(why) = grant.image_refusal(&parsed, None) {
+            return Err(self.deny(why));
+        }
+        let name = image::image_name(&parsed);
+        let engine = &self.shared.containers.engine;
+        let found = image::find(engine, &name)
+            .await?
+            .ok_or_else(|| CapError::NotFound(format!("image {name} is not on this device")))?;
+        let digest = image::record(&found).digest;
+        if let Some(why) = grant.image_refusal(&parsed, Some(&digest)) {
+            return Err(self.deny(why));
+        }
+        let config = image::config_of(engine, &digest).await?.config;
+        Ok(image::describe(digest, config))
+    }
+
     async fn prune_images(
         &mut self,
         keep: u32,
@@ -479,6 +498,7 @@ impl wit::Host for CapView<'_, Container> {
             })
             .0,
             output: Arc::default(),
+            tailer: Default::default(),
         });
         containers.insert(entry.clone())?;
         tracing::info!(plugin = %entry.plugin, container = %entry.name, image = %entry.image, "container created");

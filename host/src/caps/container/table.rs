@@ -44,6 +44,8 @@ const NOTIFY_WAIT: Duration = Duration::from_secs(30);
 const KILL_WAIT: Duration = Duration::from_secs(10);
 /// Pause before asking containerd again after losing it.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// How long an exit report waits for the last output to be read.
+const TAIL_DRAIN: Duration = Duration::from_secs(2);
 
 /// Where a container is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,9 @@ pub struct Entry {
     pub spec: serde_json::Value,
     pub status: watch::Sender<Status>,
     pub output: Arc<Output>,
+    /// The task copying the current run's output: an exit is reported once
+    /// it has read the last bytes, so logs read on the exit are whole.
+    pub tailer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Entry {
@@ -239,6 +244,7 @@ impl Containers {
                 spec,
                 status: watch::channel(status).0,
                 output: Arc::default(),
+                tailer: Default::default(),
             });
             tracing::info!(plugin = %entry.plugin, container = %entry.name, state = ?status.phase, "re-adopted container");
             self.lock()?.insert(entry.id.clone(), entry.clone());
@@ -385,7 +391,7 @@ impl Containers {
     }
 
     fn follow(&self, entry: &Arc<Entry>, resume: bool) {
-        tokio::spawn(output::tail(
+        let tailer = tokio::spawn(output::tail(
             entry.output.clone(),
             self.paths(&entry.id),
             resume,
@@ -394,6 +400,9 @@ impl Containers {
             entry.status.subscribe(),
             |status: &Status| status.phase != Phase::Running,
         ));
+        if let Ok(mut slot) = entry.tailer.lock() {
+            *slot = Some(tailer);
+        }
     }
 
     /// Waits for run `run` of the container to end, through containerd
@@ -427,6 +436,10 @@ impl Containers {
                 run,
             });
             tracing::info!(plugin = %entry.plugin, container = %entry.name, code = ?code, oom, "container exited");
+            let tailer = entry.tailer.lock().ok().and_then(|mut slot| slot.take());
+            if let Some(tailer) = tailer {
+                let _ = tokio::time::timeout(TAIL_DRAIN, tailer).await;
+            }
             containers.report_exit(&entry, code, oom, pid);
         });
     }

@@ -47,6 +47,26 @@ pub async fn push_busybox_with(
     .expect("the push ran")
 }
 
+/// A busybox image whose config carries `labels`, pushed as `repository:tag`.
+pub async fn push_labelled(
+    registry: &TestRegistry,
+    repository: &str,
+    tag: &str,
+    labels: &[(&str, &str)],
+) -> TestImage {
+    let blobs = containers::busybox_image_labelled(0, labels);
+    let (address, repository, tag) = (
+        registry.address.clone(),
+        repository.to_string(),
+        tag.to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        containers::push_image(&address, None, &repository, &tag, blobs)
+    })
+    .await
+    .expect("the push ran")
+}
+
 /// Registry options for the test registry.
 pub fn options(registry: &TestRegistry) -> RegistryOptions {
     RegistryOptions {

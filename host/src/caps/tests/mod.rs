@@ -3,6 +3,7 @@
 
 mod commands;
 mod container;
+mod container_inspect;
 mod container_pull;
 mod events;
 mod files;
