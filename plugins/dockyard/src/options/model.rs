@@ -41,6 +41,15 @@ pub struct Declared {
 }
 
 impl Declared {
+    /// What an image without an options label declares: nothing.
+    pub fn empty() -> Declared {
+        Declared {
+            source: LabelKind::Cairn,
+            options: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     /// The declaration of `name`, if any.
     pub fn option(&self, name: &str) -> Option<&OptionDecl> {
         self.options.iter().find(|option| option.name == name)

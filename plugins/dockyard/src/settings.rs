@@ -1,0 +1,58 @@
+//! The plugin's `[config]`.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Where a service's image is: `{service}` is replaced by its name, as in
+    /// `registry.site:5000/dockyard/{service}:latest`. The tag is resolved
+    /// once; what runs is the digest it resolved to.
+    pub images: String,
+    /// The host's first non-loopback IPv4 address, for `!local_ip` (the
+    /// host does not tell plugins its addresses). Without it `!local_ip`
+    /// is an error naming the option.
+    #[serde(default)]
+    pub local_ip: Option<String>,
+    /// The DNS server `!dns` gives (the host does not tell plugins its
+    /// resolver). Without it `!dns` is an error naming the option.
+    #[serde(default)]
+    pub nameserver: Option<String>,
+}
+
+impl Settings {
+    pub fn check(&self) -> Result<(), String> {
+        if !self.images.contains("{service}") {
+            return Err(format!(
+                "`images` = `{}` must contain `{{service}}`, e.g. registry.site:5000/dockyard/{{service}}:latest",
+                self.images
+            ));
+        }
+        if let Some(ip) = &self.local_ip
+            && ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(format!("`local-ip` = `{ip}` is not an IPv4 address"));
+        }
+        if let Some(server) = &self.nameserver
+            && server.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(format!("`nameserver` = `{server}` is not an IP address"));
+        }
+        Ok(())
+    }
+
+    /// The image reference of `service`.
+    pub fn image_of(&self, service: &str) -> String {
+        self.images.replace("{service}", service)
+    }
+}
+
+/// Whether `name` can name a service (and a container, a kv key, a path).
+pub fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+}

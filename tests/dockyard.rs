@@ -1,0 +1,186 @@
+//! The `dockyard` plugin plans a service from its image's own labels, on a
+//! real containerd and registry: the image is pulled (its tag resolved to a
+//! digest) and its Nanocloud or Cairn options label read from the
+//! digest-checked config; the plan shows the resolved options with secrets
+//! masked, the container it would run, and touches nothing else. Every
+//! malformed label, unknown option or missing provider is a clear error.
+
+mod harness;
+
+use harness::containers::{TestContainerd, busybox_image_labelled, push_image};
+use harness::registry::TestRegistry;
+use harness::{Daemon, Options, plugin_wasm};
+use serde_json::{Value, json};
+
+/// A Nanocloud-labelled provider: a generated password, a port, a default user.
+const DB_OPTIONS: &str = r#"{"port": ["5432"], "user": ["app"], "secret_password": ["!rand 24 charset26"], "resolver": ["!dns"], "?port_db": ["15432->5432"]}"#;
+
+/// A Cairn-labelled consumer of `db` (or of nothing, with sqlite).
+const APP_OPTIONS: &str = r#"{"options": [
+  {"name": "database", "type": "service", "choices": [
+     {"service": "db", "imports": ["port", {"key": "password", "secret": true}],
+      "bindings": [{"id": "create_user", "run": ["create_user.sh", "$database_password"]}]},
+     {"value": "sqlite"}], "default": "sqlite"},
+  {"name": "workers", "type": "integer", "min": 1, "max": 8, "default": "2"},
+  {"name": "token", "type": "secret", "default": "!rand 16 hex"},
+  {"name": "port_http", "type": "string", "default": "18080->80"}
+]}"#;
+
+struct Bed {
+    daemon: Daemon,
+    containerd: TestContainerd,
+    _registry: TestRegistry,
+    namespace: String,
+}
+
+fn bed() -> Bed {
+    let containerd = TestContainerd::start();
+    let registry = TestRegistry::start();
+    let address = registry.address.clone();
+    for (service, label, options) in [
+        ("db", "io.nanocloud.options", DB_OPTIONS),
+        ("app", "dev.cairn.options", APP_OPTIONS),
+        (
+            "broken",
+            "io.nanocloud.options",
+            r#"{"seed": ["!rand 8 emoji"]}"#,
+        ),
+        ("plain", "org.opencontainers.image.title", "no options"),
+    ] {
+        let blobs = busybox_image_labelled(0, &[(label, options)]);
+        push_image(
+            &address,
+            None,
+            &format!("dockyard/{service}"),
+            "latest",
+            blobs,
+        );
+    }
+    let namespace = "cairn-dockyard".to_string();
+    let daemon = Daemon::start_with(Options {
+        insecure_registries: vec![address.clone()],
+        extra_config: containerd.config_section(&namespace, "cairndock0", "10.231.0.0/24"),
+        ..Options::default()
+    });
+    daemon.write_policy(
+        "dockyard",
+        &format!(
+            r#"[plugin]
+name = "dockyard"
+signers = ["dev"]
+[limits]
+call-timeout = "60s"
+[config]
+images = "{address}/dockyard/{{service}}:latest"
+nameserver = "10.0.0.53"
+[grants.log]
+[grants.kv]
+[grants.container]
+images = ["{address}/dockyard/*"]
+"#
+        ),
+    );
+    daemon.install(&plugin_wasm("dockyard")).unwrap();
+    Bed {
+        daemon,
+        containerd,
+        _registry: registry,
+        namespace,
+    }
+}
+
+impl Bed {
+    fn plan(&self, service: &str, options: Value) -> Result<Value, String> {
+        let request = json!({"service": service, "options": options});
+        self.daemon.call("dockyard", "plan", &request.to_string())
+    }
+
+    fn option<'a>(plan: &'a Value, name: &str) -> &'a Value {
+        plan["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|option| option["name"] == name)
+            .unwrap_or_else(|| panic!("no option {name} in {plan:#}"))
+    }
+}
+
+#[test]
+fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
+    let bed = bed();
+
+    // Nanocloud's label: defaults, a macro, a generated secret (masked).
+    let db = bed.plan("db", json!({})).unwrap();
+    assert_eq!(db["image"]["label"], "io.nanocloud.options", "{db:#}");
+    assert!(
+        db["image"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(Bed::option(&db, "port")["value"], "5432");
+    assert_eq!(Bed::option(&db, "resolver")["value"], "10.0.0.53");
+    let password = Bed::option(&db, "secret_password");
+    assert_eq!(
+        (&password["value"], &password["secret"]),
+        (&json!("<secret>"), &json!(true))
+    );
+    assert_eq!(
+        db["container"]["secret-files"],
+        json!(["/run/cairn/dockyard/secrets/secret_password"])
+    );
+    assert_eq!(db["container"]["command"], json!([]));
+    assert_eq!(
+        db["container"]["args"],
+        json!(["/bin/sh"]),
+        "the image's own command"
+    );
+    let pinned = db["container"]["image"].as_str().unwrap();
+    assert!(
+        pinned.ends_with(db["image"]["digest"].as_str().unwrap()),
+        "{pinned}"
+    );
+
+    // Cairn's typed label: the user's values are checked against their types.
+    let app = bed.plan("app", json!({"workers": "4"})).unwrap();
+    assert_eq!(app["image"]["label"], "dev.cairn.options");
+    assert_eq!(Bed::option(&app, "database")["value"], "sqlite");
+    assert_eq!(Bed::option(&app, "workers")["value"], "4");
+    assert_eq!(Bed::option(&app, "token")["value"], "<secret>");
+    assert_eq!(app["runtime"]["ports"][0]["host_port"], 18080, "{app:#}");
+    let too_many = bed.plan("app", json!({"workers": "9"})).unwrap_err();
+    assert!(
+        too_many.contains("workers") && too_many.contains("invalid"),
+        "{too_many}"
+    );
+
+    // Clear errors: a provider that is not installed, an unknown option, a
+    // bad macro, a service with no image.
+    let no_db = bed.plan("app", json!({"database": "db"})).unwrap_err();
+    assert!(
+        no_db.contains("not-found") && no_db.contains("db"),
+        "{no_db}"
+    );
+    let typo = bed.plan("app", json!({"wrokers": "4"})).unwrap_err();
+    assert!(typo.contains("wrokers"), "{typo}");
+    let broken = bed.plan("broken", json!({})).unwrap_err();
+    assert!(
+        broken.contains("seed") && broken.contains("emoji"),
+        "{broken}"
+    );
+    let missing = bed.plan("ghost", json!({})).unwrap_err();
+    assert!(missing.contains("ghost"), "{missing}");
+    let bad_name = bed.plan("../etc", json!({})).unwrap_err();
+    assert!(bad_name.contains("not a service name"), "{bad_name}");
+
+    // An image without options is a service with none.
+    let plain = bed.plan("plain", json!({})).unwrap();
+    assert_eq!(plain["options"], json!([]), "{plain:#}");
+
+    // Nothing was created, and the daemon still serves.
+    let containers = bed
+        .containerd
+        .ctr(&bed.namespace, &["containers", "ls", "-q"]);
+    assert_eq!(containers.trim(), "", "a plan created a container");
+    assert!(bed.plan("db", json!({})).is_ok());
+}
