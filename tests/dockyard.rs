@@ -13,13 +13,13 @@ use harness::{Daemon, Options, plugin_wasm};
 use serde_json::{Value, json};
 
 /// A Nanocloud-labelled provider: a generated password, a port, a default user.
-const DB_OPTIONS: &str = r#"{"port": ["5432"], "user": ["app"], "secret_password": ["!rand 24 charset26"], "resolver": ["!dns"], "?port_db": ["15432->5432"]}"#;
+const DB_OPTIONS: &str = r#"{"port": ["5432"], "user": ["app"], "secret_password": ["!rand 24 charset26"], "resolver": ["!dns"], "?port_db": ["15432->5432"], "runtime_command": ["/bin/sleep"], "runtime_args": ["3600"]}"#;
 
 /// A Cairn-labelled consumer of `db` (or of nothing, with sqlite).
 const APP_OPTIONS: &str = r#"{"options": [
   {"name": "database", "type": "service", "choices": [
-     {"service": "db", "imports": ["port", {"key": "password", "secret": true}],
-      "bindings": [{"id": "create_user", "run": ["create_user.sh", "$database_password"]}]},
+     {"service": "db", "imports": ["port", {"key": "secret_password", "secret": true}],
+      "bindings": [{"id": "create_user", "run": ["create_user.sh", "$database_secret_password"]}]},
      {"value": "sqlite"}], "default": "sqlite"},
   {"name": "workers", "type": "integer", "min": 1, "max": 8, "default": "2"},
   {"name": "token", "type": "secret", "default": "!rand 16 hex"},
@@ -31,9 +31,11 @@ struct Bed {
     containerd: TestContainerd,
     _registry: TestRegistry,
     namespace: String,
+    state: tempfile::TempDir,
 }
 
-fn bed() -> Bed {
+/// Test `n`'s containerd, registry (with the images) and daemon.
+fn bed(n: u8) -> Bed {
     let containerd = TestContainerd::start();
     let registry = TestRegistry::start();
     let address = registry.address.clone();
@@ -56,12 +58,18 @@ fn bed() -> Bed {
             blobs,
         );
     }
-    let namespace = "cairn-dockyard".to_string();
+    let namespace = format!("cairn-dockyard{n}");
     let daemon = Daemon::start_with(Options {
         insecure_registries: vec![address.clone()],
-        extra_config: containerd.config_section(&namespace, "cairndock0", "10.231.0.0/24"),
+        extra_config: containerd.config_section(
+            &namespace,
+            &format!("cairndock{n}"),
+            &format!("10.23{n}.0.0/24"),
+        ),
         ..Options::default()
     });
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
     daemon.write_policy(
         "dockyard",
         &format!(
@@ -72,11 +80,16 @@ signers = ["dev"]
 call-timeout = "60s"
 [config]
 images = "{address}/dockyard/{{service}}:latest"
+state = "{state_dir}"
 nameserver = "10.0.0.53"
 [grants.log]
 [grants.kv]
+[grants.files]
+private = ["{state_dir}"]
 [grants.container]
 images = ["{address}/dockyard/*"]
+[[grants.container.mounts]]
+path = "{state_dir}"
 "#
         ),
     );
@@ -86,6 +99,7 @@ images = ["{address}/dockyard/*"]
         containerd,
         _registry: registry,
         namespace,
+        state,
     }
 }
 
@@ -107,7 +121,7 @@ impl Bed {
 
 #[test]
 fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
-    let bed = bed();
+    let bed = bed(1);
 
     // Nanocloud's label: defaults, a macro, a generated secret (masked).
     let db = bed.plan("db", json!({})).unwrap();
@@ -129,12 +143,8 @@ fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
         db["container"]["secret-files"],
         json!(["/run/cairn/dockyard/secrets/secret_password"])
     );
-    assert_eq!(db["container"]["command"], json!([]));
-    assert_eq!(
-        db["container"]["args"],
-        json!(["/bin/sh"]),
-        "the image's own command"
-    );
+    assert_eq!(db["container"]["command"], json!(["/bin/sleep"]));
+    assert_eq!(db["container"]["args"], json!(["3600"]));
     let pinned = db["container"]["image"].as_str().unwrap();
     assert!(
         pinned.ends_with(db["image"]["digest"].as_str().unwrap()),
@@ -176,6 +186,11 @@ fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
     // An image without options is a service with none.
     let plain = bed.plan("plain", json!({})).unwrap();
     assert_eq!(plain["options"], json!([]), "{plain:#}");
+    assert_eq!(
+        plain["container"]["args"],
+        json!(["/bin/sh"]),
+        "the image's own command"
+    );
 
     // Nothing was created, and the daemon still serves.
     let containers = bed
@@ -183,4 +198,107 @@ fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
         .ctr(&bed.namespace, &["containers", "ls", "-q"]);
     assert_eq!(containers.trim(), "", "a plan created a container");
     assert!(bed.plan("db", json!({})).is_ok());
+}
+
+impl Bed {
+    fn call(&self, command: &str, service: &str, options: Value) -> Result<Value, String> {
+        let request = json!({"service": service, "options": options});
+        self.daemon.call("dockyard", command, &request.to_string())
+    }
+
+    fn file(&self, path: &str) -> String {
+        std::fs::read_to_string(self.state.path().join(path)).unwrap_or_default()
+    }
+
+    fn running(&self) -> Vec<String> {
+        let tasks = self.containerd.ctr(&self.namespace, &["tasks", "ls"]);
+        tasks
+            .lines()
+            .filter(|line| line.contains("RUNNING"))
+            .map(|line| {
+                line.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts() {
+    let mut bed = bed(2);
+    let installed = bed.call("install", "db", json!({})).unwrap();
+    assert_eq!(installed["changed"], true, "{installed}");
+    assert_eq!(bed.running().len(), 1, "{installed}");
+
+    // Options in a file, each secret in its own; the generated password is
+    // in neither the log nor any reply.
+    let options = bed.file("services/db/options.env");
+    assert!(
+        options.contains("port=5432\n") && options.contains("user=app\n"),
+        "{options}"
+    );
+    assert!(!options.contains("secret_password"), "{options}");
+    let password = bed.file("services/db/secrets/secret_password");
+    assert_eq!(password.len(), 24, "{password:?}");
+    assert!(
+        password.chars().all(|c| c.is_ascii_lowercase()),
+        "{password:?}"
+    );
+    let listed = bed.daemon.call("dockyard", "list", "null").unwrap();
+    assert_eq!(listed[0]["service"], "db", "{listed}");
+    assert_eq!(listed[0]["running"], true, "{listed}");
+    assert!(!listed.to_string().contains(&password));
+    assert!(!installed.to_string().contains(&password));
+
+    // The same install again changes nothing; a restart neither.
+    let again = bed.call("install", "db", json!({})).unwrap();
+    assert_eq!(again["changed"], false, "{again}");
+    bed.daemon.restart();
+    let after_restart = bed.call("install", "db", json!({})).unwrap();
+    assert_eq!(after_restart["changed"], false, "{after_restart}");
+    assert_eq!(bed.file("services/db/secrets/secret_password"), password);
+
+    // A changed option is applied; what was generated stays.
+    let changed = bed.call("install", "db", json!({"user": "other"})).unwrap();
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert!(bed.file("services/db/options.env").contains("user=other\n"));
+    assert_eq!(bed.file("services/db/secrets/secret_password"), password);
+    assert_eq!(bed.running().len(), 1);
+
+    // A consumer now resolves against the installed provider's profile.
+    let app = bed.call("plan", "app", json!({"database": "db"})).unwrap();
+    assert_eq!(
+        Bed::option(&app, "database_port")["value"],
+        "5432",
+        "{app:#}"
+    );
+    assert_eq!(Bed::option(&app, "database_secret_password")["value"], "<secret>");
+    assert_eq!(app["bindings"][0]["service"], "db", "{app:#}");
+    assert_eq!(
+        app["bindings"][0]["argv"],
+        json!(["create_user.sh", "<secret>"])
+    );
+    assert!(!app.to_string().contains(&password));
+    let refused = bed
+        .call("install", "app", json!({"database": "db"}))
+        .unwrap_err();
+    assert!(refused.contains("not supported yet"), "{refused}");
+
+    // Uninstalling takes the container, the files and the record away.
+    let removed = bed.call("uninstall", "db", json!({})).unwrap();
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert!(bed.running().is_empty());
+    assert!(!bed.state.path().join("services/db").exists());
+    assert_eq!(
+        bed.daemon.call("dockyard", "list", "null").unwrap(),
+        json!([])
+    );
+    let gone = bed.call("uninstall", "db", json!({})).unwrap_err();
+    assert!(gone.contains("not installed"), "{gone}");
+    assert!(
+        !bed.daemon.daemon_log().contains(&password),
+        "the password in the log"
+    );
 }

@@ -13,11 +13,15 @@
 //! container it would run, touching nothing. See `docs/dockyard.md`.
 
 mod device;
+mod install;
 pub mod options;
 mod plan;
 mod settings;
 
+use cairn_sdk::container;
 use cairn_sdk::{CommandError, Commands, Config, Plugin};
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
 
 use settings::Settings;
 
@@ -29,23 +33,66 @@ impl Plugin for Dockyard {
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
         settings.check()?;
+        std::fs::create_dir_all(&settings.state)
+            .map_err(|err| format!("cannot create {}: {err}", settings.state))?;
         Ok(Dockyard { settings })
     }
 
     fn commands() -> Commands<Self> {
-        Commands::new().command(
-            "plan",
-            |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
-                let request = request.ok_or_else(|| {
-                    CommandError::invalid(
-                        r#"plan expects {"service": NAME, "options": {KEY: VALUE}}"#,
-                    )
-                })?;
-                let planned = plan::prepare(&dockyard.settings, &request)?;
-                Ok::<_, CommandError>(plan::render(&request, &planned))
-            },
-        )
+        Commands::new()
+            .command(
+                "plan",
+                |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
+                    let request = service_request(request, "plan")?;
+                    let planned = plan::prepare(&dockyard.settings, &request)?;
+                    Ok::<_, CommandError>(plan::render(&request, &planned))
+                },
+            )
+            .command(
+                "install",
+                |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
+                    let request = service_request(request, "install")?;
+                    install::install(&dockyard.settings, &request)
+                },
+            )
+            .command(
+                "uninstall",
+                |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
+                    let request = service_request(request, "uninstall")?;
+                    install::uninstall(&dockyard.settings, &request.service)
+                },
+            )
+            .command("list", |_: &mut Dockyard, _: IgnoredAny| {
+                let listed: Vec<Value> = install::records()?
+                    .into_iter()
+                    .map(|record| {
+                        let running =
+                            container::info(&record.service).is_ok_and(|info| info.running);
+                        json!({
+                            "service": record.service,
+                            "reference": record.reference,
+                            "digest": record.digest,
+                            "options": record.input,
+                            "providers": record.providers,
+                            "installed-ms": record.installed_ms,
+                            "running": running,
+                        })
+                    })
+                    .collect();
+                Ok::<_, CommandError>(listed)
+            })
     }
+}
+
+fn service_request(
+    request: Option<plan::ServiceRequest>,
+    command: &str,
+) -> Result<plan::ServiceRequest, CommandError> {
+    request.ok_or_else(|| {
+        CommandError::invalid(format!(
+            r#"{command} expects {{"service": NAME, "options": {{KEY: VALUE}}}}"#
+        ))
+    })
 }
 
 cairn_sdk::export_plugin!(Dockyard);

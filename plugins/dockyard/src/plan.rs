@@ -124,7 +124,7 @@ pub fn render(request: &ServiceRequest, planned: &Planned) -> Value {
 }
 
 /// `registry/repository` of a reference by tag or digest.
-fn repository_of(reference: &str) -> &str {
+pub fn repository_of(reference: &str) -> &str {
     let without_digest = reference.split('@').next().unwrap_or(reference);
     match without_digest.rfind(':') {
         Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],

@@ -9,6 +9,9 @@ pub struct Settings {
     /// `registry.site:5000/dockyard/{service}:latest`. The tag is resolved
     /// once; what runs is the digest it resolved to.
     pub images: String,
+    /// Services' option and secret files and volumes: a directory granted
+    /// `private` in `[grants.files]` and as a mount in `[grants.container]`.
+    pub state: String,
     /// The host's first non-loopback IPv4 address, for `!local_ip` (the
     /// host does not tell plugins its addresses). Without it `!local_ip`
     /// is an error naming the option.
@@ -22,6 +25,12 @@ pub struct Settings {
 
 impl Settings {
     pub fn check(&self) -> Result<(), String> {
+        if !self.state.starts_with('/') {
+            return Err(format!(
+                "`state` must be an absolute path, not `{}`",
+                self.state
+            ));
+        }
         if !self.images.contains("{service}") {
             return Err(format!(
                 "`images` = `{}` must contain `{{service}}`, e.g. registry.site:5000/dockyard/{{service}}:latest",

@@ -1,0 +1,285 @@
+//! `install` and `uninstall`: a service's container, run from the digest its
+//! tag resolved to, with its options in a file and each secret in a file of
+//! its own, and its record (what the user gave, what it resolved to) kept so
+//! that a restart, a swap or a re-install brings back exactly the same
+//! configuration — generated secrets are never generated again.
+//!
+//! Binding steps are not run yet: a plan that has any is refused, saying so.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cairn_sdk::container::{self, Network, PullPolicy, Spec};
+use cairn_sdk::{CommandError, kv};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::device::PROFILE_PREFIX;
+use crate::options::{Origin, Resolved};
+use crate::plan::{self, OPTIONS_FILE, Planned, SECRETS_DIR, ServiceRequest};
+use crate::settings::Settings;
+
+/// What a service is, as installed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Record {
+    pub service: String,
+    /// The reference by tag it was installed from, and the digest that runs.
+    pub reference: String,
+    pub digest: String,
+    /// What the user gave, apart from what it resolved to.
+    pub input: BTreeMap<String, String>,
+    /// Values macros generated (`!rand`...), given back at every
+    /// re-install so that they are never generated again. May hold secrets:
+    /// never shown.
+    #[serde(default)]
+    pub frozen: BTreeMap<String, String>,
+    /// Providers it uses.
+    pub providers: Vec<String>,
+    pub installed_ms: u64,
+}
+
+const RECORD_PREFIX: &str = "service/";
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+pub fn record(service: &str) -> Result<Option<Record>, CommandError> {
+    Ok(kv::get_json(&format!("{RECORD_PREFIX}{service}"))?)
+}
+
+pub fn records() -> Result<Vec<Record>, CommandError> {
+    let mut all = Vec::new();
+    for key in kv::list_keys(RECORD_PREFIX)? {
+        if let Some(record) = kv::get_json::<Record>(&key)? {
+            all.push(record);
+        }
+    }
+    Ok(all)
+}
+
+/// Installs `request.service`, or brings it to the options given.
+pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, CommandError> {
+    let previous = record(&request.service)?;
+    // What macros generated comes back as given, so nothing is generated
+    // twice; what the user gives (now or before) wins.
+    let previously_frozen = previous
+        .as_ref()
+        .map(|record| record.frozen.clone())
+        .unwrap_or_default();
+    let mut input = previous
+        .as_ref()
+        .map(|record| record.input.clone())
+        .unwrap_or_default();
+    input.extend(request.options.clone());
+    let mut given = previously_frozen.clone();
+    given.extend(input.clone());
+    let rehydrated = ServiceRequest {
+        service: request.service.clone(),
+        options: given,
+    };
+    let planned = plan::prepare(settings, &rehydrated)?;
+    if let Some(binding) = planned.resolved.bindings.first() {
+        return Err(CommandError::invalid(format!(
+            "service {}: binding {} would run in {}, and running bindings is not supported yet",
+            request.service, binding.id, binding.service
+        )));
+    }
+    let profile = planned.resolved.profile();
+    let frozen: BTreeMap<String, String> = planned
+        .resolved
+        .options
+        .iter()
+        .filter(|option| {
+            option.origin == Origin::Macro
+                || (previously_frozen.contains_key(&option.name)
+                    && !input.contains_key(&option.name))
+        })
+        .map(|option| (option.name.clone(), option.value.clone()))
+        .collect();
+    let unchanged = previous
+        .as_ref()
+        .is_some_and(|record| record.digest == planned.image.digest && record.input == input)
+        && container::info(&request.service).is_ok_and(|info| info.running);
+    if unchanged {
+        return Ok(
+            json!({"service": request.service, "changed": false, "digest": planned.image.digest}),
+        );
+    }
+    let files = write_files(settings, &request.service, &planned.resolved)?;
+    let spec = container_spec(settings, &request.service, &planned, &files)?;
+    if container::info(&request.service).is_ok() {
+        let _ = container::stop(&request.service, STOP_GRACE);
+        container::remove(&request.service)?;
+    }
+    // What runs is the digest: an image record by digest, from the content
+    // the plan's pull already fetched.
+    container::pull(&spec_image(&planned), PullPolicy::IfNotPresent)?;
+    let started = container::run(&spec)?;
+    let record = Record {
+        service: request.service.clone(),
+        reference: planned.reference.clone(),
+        digest: planned.image.digest.clone(),
+        input,
+        frozen,
+        providers: planned
+            .resolved
+            .services
+            .iter()
+            .map(|s| s.service.clone())
+            .collect(),
+        installed_ms: now_ms(),
+    };
+    // The profile first: a record always has the values it was made from.
+    kv::set_json(&format!("{PROFILE_PREFIX}{}", request.service), &profile)?;
+    kv::set_json(&format!("{RECORD_PREFIX}{}", request.service), &record)?;
+    cairn_sdk::info!(
+        "installed service {} from {}@{}",
+        request.service,
+        planned.reference,
+        planned.image.digest
+    );
+    Ok(json!({
+        "service": request.service,
+        "changed": true,
+        "digest": record.digest,
+        "container": {"running": started.running, "ip": started.ip},
+    }))
+}
+
+/// Removes a service nothing else uses: its container, files and record.
+pub fn uninstall(settings: &Settings, service: &str) -> Result<Value, CommandError> {
+    if record(service)?.is_none() {
+        return Err(CommandError::not_found(format!(
+            "service {service} is not installed"
+        )));
+    }
+    let users: Vec<String> = records()?
+        .into_iter()
+        .filter(|other| other.providers.iter().any(|provider| provider == service))
+        .map(|other| other.service)
+        .collect();
+    if !users.is_empty() {
+        return Err(CommandError::conflict(format!(
+            "service {service} is used by {}: uninstall them first",
+            users.join(", ")
+        )));
+    }
+    if container::info(service).is_ok() {
+        let _ = container::stop(service, STOP_GRACE);
+        container::remove(service)?;
+    }
+    let dir = service_dir(settings, service);
+    if let Err(err) = std::fs::remove_dir_all(&dir)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(CommandError::internal(format!(
+            "cannot remove {dir}: {err}"
+        )));
+    }
+    kv::delete(&format!("{RECORD_PREFIX}{service}"))?;
+    kv::delete(&format!("{PROFILE_PREFIX}{service}"))?;
+    cairn_sdk::info!("uninstalled service {service}");
+    Ok(json!({"service": service, "removed": true}))
+}
+
+fn service_dir(settings: &Settings, service: &str) -> String {
+    format!("{}/services/{service}", settings.state)
+}
+
+/// The host directory mounted at `/run/cairn/dockyard`.
+struct Files {
+    dir: String,
+}
+
+/// Writes the options file and one file per secret, each atomically.
+fn write_files(
+    settings: &Settings,
+    service: &str,
+    resolved: &Resolved,
+) -> Result<Files, CommandError> {
+    let dir = service_dir(settings, service);
+    let secrets = format!("{dir}/secrets");
+    std::fs::create_dir_all(&secrets)
+        .map_err(|err| CommandError::internal(format!("cannot create {secrets}: {err}")))?;
+    let mut options = String::new();
+    for option in &resolved.options {
+        if option.secret {
+            write_atomic(
+                &format!("{secrets}/{}", option.name),
+                option.value.as_bytes(),
+            )?;
+        } else if !option.value.contains('\n') {
+            options.push_str(&format!("{}={}\n", option.name, option.value));
+        }
+    }
+    write_atomic(&format!("{dir}/options.env"), options.as_bytes())?;
+    Ok(Files { dir })
+}
+
+fn write_atomic(path: &str, bytes: &[u8]) -> Result<(), CommandError> {
+    use std::io::Write as _;
+    let temporary = format!("{path}.tmp");
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    written.map_err(|err| CommandError::internal(format!("cannot write {path}: {err}")))
+}
+
+/// The service's image, pinned: `registry/repository@digest`.
+fn spec_image(planned: &Planned) -> String {
+    format!(
+        "{}@{}",
+        plan::repository_of(&planned.reference),
+        planned.image.digest
+    )
+}
+
+fn container_spec(
+    settings: &Settings,
+    service: &str,
+    planned: &Planned,
+    files: &Files,
+) -> Result<Spec, CommandError> {
+    let runtime = &planned.resolved.runtime;
+    let image = spec_image(planned);
+    let mount_dir = OPTIONS_FILE.rsplit_once('/').map_or("/run", |(dir, _)| dir);
+    debug_assert!(SECRETS_DIR.starts_with(mount_dir));
+    let mut spec = Spec::new(service, &image)
+        .bind(&files.dir, mount_dir, true)
+        .label("dev.cairn.dockyard.service", service);
+    if !runtime.command.is_empty() {
+        spec = spec.command(&runtime.command);
+    }
+    if !runtime.args.is_empty() {
+        spec = spec.args(&runtime.args);
+    }
+    for volume in &runtime.volumes {
+        let host = format!("{}/volumes/{service}/{}", settings.state, volume.name);
+        std::fs::create_dir_all(&host)
+            .map_err(|err| CommandError::internal(format!("cannot create {host}: {err}")))?;
+        spec = spec.bind(&host, &volume.path, false);
+    }
+    if !runtime.ports.is_empty() {
+        spec = spec.network(Network::Bridge);
+        for port in &runtime.ports {
+            let udp = port.protocol.name() == "udp";
+            spec = spec.port_on(
+                port.host_ip.map(|ip| ip.to_string()).as_deref(),
+                port.host_port,
+                port.container_port,
+                udp,
+            );
+        }
+    }
+    Ok(spec)
+}
