@@ -19,12 +19,18 @@ const DB_OPTIONS: &str = r#"{"port": ["5432"], "user": ["app"], "secret_password
 const APP_OPTIONS: &str = r#"{"options": [
   {"name": "database", "type": "service", "choices": [
      {"service": "db", "imports": ["port", {"key": "secret_password", "secret": true}],
-      "bindings": [{"id": "create_user", "run": ["create_user.sh", "$database_secret_password"]}]},
+      "bindings": [{"id": "create_user", "run": ["sh", "-c", "echo creating $1; cat \"$0\"; read -r line; test \"$line\" = \"$(cat \"$0\")\"", "$database_secret_password", "$database_port"]}]},
      {"value": "sqlite"}], "default": "sqlite"},
   {"name": "workers", "type": "integer", "min": 1, "max": 8, "default": "2"},
   {"name": "token", "type": "secret", "default": "!rand 16 hex"},
-  {"name": "port_http", "type": "string", "default": "18080->80"}
+  {"name": "port_http", "type": "string", "default": "18080->80"},
+  {"name": "runtime_command", "default": "/bin/sleep"},
+  {"name": "runtime_args", "default": "3600"}
 ]}"#;
+
+/// Consumers of `db` whose binding fails, or outlasts the timeout.
+const FAILING_OPTIONS: &str = r#"{"database=&db": ["&bindings.grant false"]}"#;
+const SLOW_OPTIONS: &str = r#"{"database=&db": ["&bindings.wait sleep 30"]}"#;
 
 struct Bed {
     daemon: Daemon,
@@ -48,6 +54,8 @@ fn bed(n: u8) -> Bed {
             r#"{"seed": ["!rand 8 emoji"]}"#,
         ),
         ("plain", "org.opencontainers.image.title", "no options"),
+        ("failing", "io.nanocloud.options", FAILING_OPTIONS),
+        ("slow", "io.nanocloud.options", SLOW_OPTIONS),
     ] {
         let blobs = busybox_image_labelled(0, &[(label, options)]);
         push_image(
@@ -82,12 +90,17 @@ call-timeout = "60s"
 images = "{address}/dockyard/{{service}}:latest"
 state = "{state_dir}"
 nameserver = "10.0.0.53"
+binding-timeout = "2s"
 [grants.log]
 [grants.kv]
+[grants.metrics]
+[grants.events]
+publish = ["dockyard/#"]
 [grants.files]
 private = ["{state_dir}"]
 [grants.container]
 images = ["{address}/dockyard/*"]
+ports = ["18080"]
 [[grants.container.mounts]]
 path = "{state_dir}"
 "#
@@ -274,17 +287,77 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
         "5432",
         "{app:#}"
     );
-    assert_eq!(Bed::option(&app, "database_secret_password")["value"], "<secret>");
-    assert_eq!(app["bindings"][0]["service"], "db", "{app:#}");
     assert_eq!(
-        app["bindings"][0]["argv"],
-        json!(["create_user.sh", "<secret>"])
+        Bed::option(&app, "database_secret_password")["value"],
+        "<secret>"
+    );
+    assert_eq!(app["bindings"][0]["service"], "db", "{app:#}");
+    let shown = &app["bindings"][0]["argv"];
+    assert_eq!(
+        (&shown[3], &shown[4]),
+        (&json!("<secret>"), &json!("5432")),
+        "{app:#}"
     );
     assert!(!app.to_string().contains(&password));
-    let refused = bed
+
+    // Its binding runs in the provider, the secret a file and stdin, never
+    // an argument; what it printed is kept with the secret masked.
+    let app = bed
         .call("install", "app", json!({"database": "db"}))
-        .unwrap_err();
-    assert!(refused.contains("not supported yet"), "{refused}");
+        .unwrap();
+    assert_eq!(app["bindings"][0]["outcome"], "succeeded", "{app}");
+    let steps = bed.call("bindings", "app", json!({})).unwrap();
+    let step = &steps[0];
+    assert_eq!(
+        (&step["id"], &step["attempts"]),
+        (&json!("bindings.create_user"), &json!(1)),
+        "{steps}"
+    );
+    assert_eq!(step["command"][3], "<secret>", "{steps}");
+    let output = step["output"].as_str().unwrap();
+    assert!(
+        output.contains("creating 5432") && output.contains("<secret>"),
+        "{output}"
+    );
+    assert!(!steps.to_string().contains(&password), "{steps}");
+    assert_eq!(bed.running().len(), 2);
+    // Done once: not again on a re-install; again on `rebind`.
+    assert_eq!(
+        bed.call("install", "app", json!({"database": "db"}))
+            .unwrap()["changed"],
+        false
+    );
+    let rebound = bed
+        .daemon
+        .call(
+            "dockyard",
+            "rebind",
+            r#"{"service":"app","binding":"bindings.create_user"}"#,
+        )
+        .unwrap();
+    assert_eq!(rebound[0]["attempts"], 2, "{rebound}");
+
+    // A provider in use cannot go.
+    let in_use = bed.call("uninstall", "db", json!({})).unwrap_err();
+    assert!(in_use.contains("used by app"), "{in_use}");
+
+    // A step that fails, or runs past the timeout, stops its install; the
+    // consumer does not start and the failure is recorded.
+    let failed = bed.call("install", "failing", json!({})).unwrap_err();
+    assert!(
+        failed.contains("bindings.grant") && failed.contains("failed"),
+        "{failed}"
+    );
+    let slow = bed.call("install", "slow", json!({})).unwrap_err();
+    assert!(slow.contains("timed-out"), "{slow}");
+    assert_eq!(
+        bed.running().len(),
+        2,
+        "a consumer started after its binding failed"
+    );
+    let recorded = bed.call("bindings", "slow", json!({})).unwrap();
+    assert_eq!(recorded[0]["outcome"], "timed-out", "{recorded}");
+    assert!(bed.call("uninstall", "app", json!({})).is_ok());
 
     // Uninstalling takes the container, the files and the record away.
     let removed = bed.call("uninstall", "db", json!({})).unwrap();

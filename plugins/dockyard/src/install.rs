@@ -4,7 +4,6 @@
 //! that a restart, a swap or a re-install brings back exactly the same
 //! configuration — generated secrets are never generated again.
 //!
-//! Binding steps are not run yet: a plan that has any is refused, saying so.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +13,7 @@ use cairn_sdk::{CommandError, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::bindings;
 use crate::device::PROFILE_PREFIX;
 use crate::options::{Origin, Resolved};
 use crate::plan::{self, OPTIONS_FILE, Planned, SECRETS_DIR, ServiceRequest};
@@ -64,11 +64,23 @@ pub fn records() -> Result<Vec<Record>, CommandError> {
     Ok(all)
 }
 
-/// Installs `request.service`, or brings it to the options given.
-pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, CommandError> {
-    let previous = record(&request.service)?;
-    // What macros generated comes back as given, so nothing is generated
-    // twice; what the user gives (now or before) wins.
+/// A service's resolution from its record, with `options` given now.
+pub struct Rehydrated {
+    pub previous: Option<Record>,
+    /// What the user gave, before and now.
+    pub input: BTreeMap<String, String>,
+    pub previously_frozen: BTreeMap<String, String>,
+    pub planned: Planned,
+}
+
+/// Resolves `service` again: what macros generated comes back as given, so
+/// nothing is generated twice; what the user gives (now or before) wins.
+pub fn rehydrate(
+    settings: &Settings,
+    service: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Rehydrated, CommandError> {
+    let previous = record(service)?;
     let previously_frozen = previous
         .as_ref()
         .map(|record| record.frozen.clone())
@@ -77,19 +89,41 @@ pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, C
         .as_ref()
         .map(|record| record.input.clone())
         .unwrap_or_default();
-    input.extend(request.options.clone());
+    input.extend(options.clone());
     let mut given = previously_frozen.clone();
     given.extend(input.clone());
-    let rehydrated = ServiceRequest {
-        service: request.service.clone(),
+    let request = ServiceRequest {
+        service: service.to_string(),
         options: given,
     };
-    let planned = plan::prepare(settings, &rehydrated)?;
-    if let Some(binding) = planned.resolved.bindings.first() {
-        return Err(CommandError::invalid(format!(
-            "service {}: binding {} would run in {}, and running bindings is not supported yet",
-            request.service, binding.id, binding.service
-        )));
+    let planned = plan::prepare(settings, &request)?;
+    Ok(Rehydrated {
+        previous,
+        input,
+        previously_frozen,
+        planned,
+    })
+}
+
+/// Installs `request.service`, or brings it to the options given: its
+/// providers must run; its pending binding steps run in them first.
+pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, CommandError> {
+    let Rehydrated {
+        previous,
+        input,
+        previously_frozen,
+        planned,
+    } = rehydrate(settings, &request.service, &request.options)?;
+    for provider in &planned.resolved.services {
+        if !container::info(&provider.service).is_ok_and(|info| info.running) {
+            return Err(CommandError::new(
+                cairn_sdk::ErrorCode::Unavailable,
+                format!(
+                    "service {} needs {}, whose container is not running",
+                    request.service, provider.service
+                ),
+            ));
+        }
     }
     let profile = planned.resolved.profile();
     let frozen: BTreeMap<String, String> = planned
@@ -112,6 +146,7 @@ pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, C
             json!({"service": request.service, "changed": false, "digest": planned.image.digest}),
         );
     }
+    let bound = bindings::run_pending(settings, &request.service, &planned.resolved, None)?;
     let files = write_files(settings, &request.service, &planned.resolved)?;
     let spec = container_spec(settings, &request.service, &planned, &files)?;
     if container::info(&request.service).is_ok() {
@@ -150,6 +185,7 @@ pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, C
         "changed": true,
         "digest": record.digest,
         "container": {"running": started.running, "ip": started.ip},
+        "bindings": bound.iter().map(|step| json!({"id": step.id, "provider": step.provider, "outcome": step.outcome})).collect::<Vec<_>>(),
     }))
 }
 
@@ -183,6 +219,7 @@ pub fn uninstall(settings: &Settings, service: &str) -> Result<Value, CommandErr
             "cannot remove {dir}: {err}"
         )));
     }
+    bindings::forget(service)?;
     kv::delete(&format!("{RECORD_PREFIX}{service}"))?;
     kv::delete(&format!("{PROFILE_PREFIX}{service}"))?;
     cairn_sdk::info!("uninstalled service {service}");

@@ -12,6 +12,7 @@
 //! options (secrets masked), required services, binding steps and the
 //! container it would run, touching nothing. See `docs/dockyard.md`.
 
+mod bindings;
 mod device;
 mod install;
 pub mod options;
@@ -62,6 +63,49 @@ impl Plugin for Dockyard {
                     install::uninstall(&dockyard.settings, &request.service)
                 },
             )
+            .command(
+                "rebind",
+                |dockyard: &mut Dockyard, request: Option<RebindRequest>| {
+                    let request = request.ok_or_else(|| {
+                        CommandError::invalid(r#"rebind expects {"service": NAME, "binding": ID}"#)
+                    })?;
+                    if install::record(&request.service)?.is_none() {
+                        return Err(CommandError::not_found(format!(
+                            "service {} is not installed",
+                            request.service
+                        )));
+                    }
+                    let rehydrated = install::rehydrate(
+                        &dockyard.settings,
+                        &request.service,
+                        &Default::default(),
+                    )?;
+                    let resolved = &rehydrated.planned.resolved;
+                    if !resolved
+                        .bindings
+                        .iter()
+                        .any(|binding| binding.id == request.binding)
+                    {
+                        return Err(CommandError::not_found(format!(
+                            "service {} has no binding {}",
+                            request.service, request.binding
+                        )));
+                    }
+                    bindings::run_pending(
+                        &dockyard.settings,
+                        &request.service,
+                        resolved,
+                        Some(&request.binding),
+                    )
+                },
+            )
+            .command(
+                "bindings",
+                |_: &mut Dockyard, request: Option<plan::ServiceRequest>| {
+                    let request = service_request(request, "bindings")?;
+                    bindings::records(&request.service)
+                },
+            )
             .command("list", |_: &mut Dockyard, _: IgnoredAny| {
                 let listed: Vec<Value> = install::records()?
                     .into_iter()
@@ -82,6 +126,13 @@ impl Plugin for Dockyard {
                 Ok::<_, CommandError>(listed)
             })
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebindRequest {
+    service: String,
+    binding: String,
 }
 
 fn service_request(

@@ -21,6 +21,13 @@ pub struct Settings {
     /// resolver). Without it `!dns` is an error naming the option.
     #[serde(default)]
     pub nameserver: Option<String>,
+    /// How long a binding step may run before it is killed.
+    #[serde(default = "default_binding_timeout")]
+    pub binding_timeout: String,
+}
+
+fn default_binding_timeout() -> String {
+    "90s".into()
 }
 
 impl Settings {
@@ -42,12 +49,28 @@ impl Settings {
         {
             return Err(format!("`local-ip` = `{ip}` is not an IPv4 address"));
         }
+        match humantime::parse_duration(&self.binding_timeout) {
+            Ok(limit)
+                if limit >= std::time::Duration::from_secs(1)
+                    && limit <= std::time::Duration::from_secs(600) => {}
+            _ => {
+                return Err(format!(
+                    "`binding-timeout` = `{}` must be a duration from 1s to 10m",
+                    self.binding_timeout
+                ));
+            }
+        }
         if let Some(server) = &self.nameserver
             && server.parse::<std::net::IpAddr>().is_err()
         {
             return Err(format!("`nameserver` = `{server}` is not an IP address"));
         }
         Ok(())
+    }
+
+    pub fn binding_timeout(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.binding_timeout)
+            .unwrap_or(std::time::Duration::from_secs(90))
     }
 
     /// The image reference of `service`.
