@@ -303,8 +303,15 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     // Its binding runs in the provider, the secret a file and stdin, never
     // an argument; what it printed is kept with the secret masked.
     let app = bed
-        .call("install", "app", json!({"database": "db"}))
+        .daemon
+        .cli_json(&["service", "install", "app", "--option", "database=db"])
         .unwrap();
+    let listed = bed.daemon.cli(&["service", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("app") && listed.contains("running"),
+        "{listed}"
+    );
     assert_eq!(app["bindings"][0]["outcome"], "succeeded", "{app}");
     let steps = bed.call("bindings", "app", json!({})).unwrap();
     let step = &steps[0];

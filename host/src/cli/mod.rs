@@ -17,6 +17,7 @@ mod registry;
 mod remote;
 pub mod scaffold;
 mod serve_files;
+mod service;
 #[cfg(test)]
 mod tests;
 
@@ -104,6 +105,8 @@ pub enum Command {
     Plan(PlanCommand),
     /// Operate the site registry plugin (status, credentials, smoke, publish, retention)
     Registry(registry::RegistryArgs),
+    /// Install and plan services declared by their images (the dockyard plugin)
+    Service(service::ServiceArgs),
     /// Serve the files of a directory over HTTP (artifacts and a health endpoint for demos and tests)
     ServeFiles(ServeFilesArgs),
 }
@@ -187,6 +190,7 @@ async fn run_remote(socket: &Path, command: Command, quiet: bool) -> Result<Outc
         Command::Apply(args) => recipes::apply(socket, args, quiet).await,
         Command::Components(target) => recipes::components(socket, target).await,
         Command::Registry(args) => registry::run(socket, args).await,
+        Command::Service(args) => service::run(socket, args).await,
         Command::Graph(args) => recipes::graph(socket, args).await,
         Command::Restart(args) => {
             recipes::component_action(socket, args, "component-restart").await
