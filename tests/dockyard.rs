@@ -92,6 +92,8 @@ state = "{state_dir}"
 nameserver = "10.0.0.53"
 binding-timeout = "2s"
 [grants.log]
+[grants.timer]
+max-timers = 8
 [grants.kv]
 [grants.metrics]
 [grants.events]
@@ -279,6 +281,23 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     assert!(bed.file("services/db/options.env").contains("user=other\n"));
     assert_eq!(bed.file("services/db/secrets/secret_password"), password);
     assert_eq!(bed.running().len(), 1);
+
+    // A service whose container dies is started again.
+    let task = bed.running().pop().unwrap();
+    bed.containerd
+        .ctr(&bed.namespace, &["tasks", "kill", "-s", "SIGKILL", &task]);
+    let mut listed = Value::Null;
+    let restarted = bed
+        .daemon
+        .eventually(std::time::Duration::from_secs(30), || {
+            listed = bed.daemon.call("dockyard", "list", "null").unwrap();
+            listed[0]["running"] == true && listed[0]["restarts"] == 1
+        });
+    assert!(
+        restarted,
+        "not restarted: {listed}\n{}",
+        bed.daemon.daemon_log()
+    );
 
     // A consumer now resolves against the installed provider's profile.
     let app = bed.call("plan", "app", json!({"database": "db"})).unwrap();

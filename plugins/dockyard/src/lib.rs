@@ -18,9 +18,10 @@ mod install;
 pub mod options;
 mod plan;
 mod settings;
+mod supervise;
 
 use cairn_sdk::container;
-use cairn_sdk::{CommandError, Commands, Config, Plugin};
+use cairn_sdk::{CommandError, Commands, Config, Event, Plugin};
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
@@ -28,6 +29,7 @@ use settings::Settings;
 
 struct Dockyard {
     settings: Settings,
+    supervisor: supervise::Supervisor,
 }
 
 impl Plugin for Dockyard {
@@ -36,7 +38,17 @@ impl Plugin for Dockyard {
         settings.check()?;
         std::fs::create_dir_all(&settings.state)
             .map_err(|err| format!("cannot create {}: {err}", settings.state))?;
-        Ok(Dockyard { settings })
+        let mut dockyard = Dockyard {
+            settings,
+            supervisor: supervise::Supervisor::default(),
+        };
+        dockyard.supervisor.reconcile();
+        Ok(dockyard)
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), String> {
+        self.handle_event(&event);
+        Ok(())
     }
 
     fn commands() -> Commands<Self> {
@@ -106,7 +118,7 @@ impl Plugin for Dockyard {
                     bindings::records(&request.service)
                 },
             )
-            .command("list", |_: &mut Dockyard, _: IgnoredAny| {
+            .command("list", |dockyard: &mut Dockyard, _: IgnoredAny| {
                 let listed: Vec<Value> = install::records()?
                     .into_iter()
                     .map(|record| {
@@ -120,6 +132,7 @@ impl Plugin for Dockyard {
                             "providers": record.providers,
                             "installed-ms": record.installed_ms,
                             "running": running,
+                            "restarts": dockyard.supervisor.restarts.get(&record.service).copied().unwrap_or(0),
                         })
                     })
                     .collect();
@@ -133,6 +146,16 @@ impl Plugin for Dockyard {
 struct RebindRequest {
     service: String,
     binding: String,
+}
+
+impl Dockyard {
+    fn handle_event(&mut self, event: &Event) {
+        if let Some(exited) = container::Exited::from_event(event) {
+            self.supervisor.on_exit(&exited);
+        } else if event.is_timer() {
+            self.supervisor.on_timer(&event.topic);
+        }
+    }
 }
 
 fn service_request(

@@ -1,0 +1,99 @@
+//! Keeping installed services running: a service whose container exits is
+//! started again after a backoff (250 ms doubling to 30 s; reset once it has
+//! run a minute), and at every start of the plugin (a daemon restart, a
+//! swap) every installed service whose container is not running is started.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cairn_sdk::container::{self, Exited};
+use cairn_sdk::{metrics, timer};
+
+use crate::install;
+
+const TOPIC_PREFIX: &str = "dockyard/restart/";
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A service that ran this long before exiting starts over from the first backoff.
+const STABLE: Duration = Duration::from_secs(60);
+
+/// Restarts per service since it last ran stably.
+#[derive(Default)]
+pub struct Supervisor {
+    failures: BTreeMap<String, (u32, Instant)>,
+    /// Total restarts per service, for `list`.
+    pub restarts: BTreeMap<String, u32>,
+}
+
+impl Supervisor {
+    /// Starts every installed service whose container is not running.
+    pub fn reconcile(&mut self) {
+        let Ok(records) = install::records() else {
+            return;
+        };
+        for record in records {
+            let running = container::info(&record.service).is_ok_and(|info| info.running);
+            if !running {
+                self.start(&record.service);
+            }
+        }
+    }
+
+    /// A container exited: an installed service's is started again later.
+    pub fn on_exit(&mut self, exited: &Exited) {
+        let installed = install::record(&exited.name).ok().flatten().is_some();
+        // A container replaced under the same name reports its old run late.
+        let current = container::info(&exited.name).ok();
+        let stale = current
+            .as_ref()
+            .is_some_and(|info| info.running && info.pid != exited.pid);
+        if !installed || stale || current.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let (count, since) = self.failures.entry(exited.name.clone()).or_insert((0, now));
+        if now.duration_since(*since) > STABLE {
+            *count = 0;
+        }
+        *count += 1;
+        *since = now;
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << (*count - 1).min(7))
+            .min(MAX_BACKOFF);
+        cairn_sdk::warn!(
+            "service {} exited (code {:?}{}); starting it again in {backoff:?}",
+            exited.name,
+            exited.code,
+            if exited.oom { ", out of memory" } else { "" }
+        );
+        if let Err(err) = timer::once(backoff, &format!("{TOPIC_PREFIX}{}", exited.name)) {
+            cairn_sdk::warn!("service {} is not restarted: {err}", exited.name);
+        }
+    }
+
+    /// A restart timer fired; `true` when `topic` was one.
+    pub fn on_timer(&mut self, topic: &str) -> bool {
+        let Some(service) = topic.strip_prefix(TOPIC_PREFIX) else {
+            return false;
+        };
+        if install::record(service).ok().flatten().is_some() {
+            self.start(service);
+        }
+        true
+    }
+
+    fn start(&mut self, service: &str) {
+        match container::start(service) {
+            Ok(_) => {
+                *self.restarts.entry(service.to_string()).or_default() += 1;
+                if let Err(err) =
+                    metrics::counter_add("dockyard_restarts_total", &[("service", service)], 1)
+                {
+                    cairn_sdk::debug!("metric dockyard_restarts_total: {err}");
+                }
+                cairn_sdk::info!("service {service} started again");
+            }
+            Err(err) => cairn_sdk::warn!("service {service} did not start: {err}"),
+        }
+    }
+}
