@@ -215,6 +215,29 @@ fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
     assert!(bed.plan("db", json!({})).is_ok());
 }
 
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file()
+            && std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
 impl Bed {
     fn call(&self, command: &str, service: &str, options: Value) -> Result<Value, String> {
         let request = json!({"service": service, "options": options});
@@ -266,6 +289,16 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     assert_eq!(listed[0]["running"], true, "{listed}");
     assert!(!listed.to_string().contains(&password));
     assert!(!installed.to_string().contains(&password));
+
+    // At rest, only the secret's own file holds it: the plugin's records
+    // (kv, in the daemon's state) are sealed under the device key.
+    let holders = files_containing(bed.daemon.root(), &password);
+    assert!(holders.is_empty(), "the password in {holders:?}");
+    let holders = files_containing(bed.state.path(), &password);
+    assert_eq!(
+        holders,
+        [bed.state.path().join("services/db/secrets/secret_password")]
+    );
 
     // The same install again changes nothing; a restart neither.
     let again = bed.call("install", "db", json!({})).unwrap();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use cairn_sdk::kv;
 
 use crate::options::{Environment, Providers, TlsPart};
+use crate::seal::Sealer;
 use crate::settings::Settings;
 
 /// Where a service finds its TLS material inside its container.
@@ -43,13 +44,22 @@ impl Environment for DeviceEnvironment<'_> {
     }
 }
 
-/// The profiles of installed services, from kv.
-pub struct InstalledServices;
+/// The profiles of installed services, sealed in kv.
+pub struct InstalledServices<'a> {
+    pub sealer: &'a Sealer,
+}
 
-impl Providers for InstalledServices {
+impl Providers for InstalledServices<'_> {
     fn profile(&self, service: &str) -> Option<BTreeMap<String, String>> {
-        kv::get_json(&format!("{PROFILE_PREFIX}{service}"))
+        let sealed: String = kv::get_json(&format!("{PROFILE_PREFIX}{service}"))
             .ok()
-            .flatten()
+            .flatten()?;
+        match self.sealer.open_json(&sealed) {
+            Ok(profile) => Some(profile),
+            Err(err) => {
+                cairn_sdk::warn!("the profile of service {service} does not open: {err}");
+                None
+            }
+        }
     }
 }

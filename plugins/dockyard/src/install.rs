@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 
 use crate::bindings;
 use crate::device::PROFILE_PREFIX;
-use crate::options::{Origin, Resolved};
+use crate::options::{MASK, Origin, Resolved};
 use crate::plan::{self, OPTIONS_FILE, Planned, SECRETS_DIR, ServiceRequest};
+use crate::seal::Sealer;
 use crate::settings::Settings;
 
 /// What a service is, as installed.
@@ -27,16 +28,22 @@ pub struct Record {
     /// The reference by tag it was installed from, and the digest that runs.
     pub reference: String,
     pub digest: String,
-    /// What the user gave, apart from what it resolved to.
-    pub input: BTreeMap<String, String>,
-    /// Values macros generated (`!rand`...), given back at every
-    /// re-install so that they are never generated again. May hold secrets:
-    /// never shown.
-    #[serde(default)]
-    pub frozen: BTreeMap<String, String>,
+    /// What the user gave, secret values masked: what `list` shows.
+    pub shown: BTreeMap<String, String>,
+    /// [`Given`], sealed: it may hold secrets.
+    pub sealed: String,
     /// Providers it uses.
     pub providers: Vec<String>,
     pub installed_ms: u64,
+}
+
+/// What the user gave, apart from what it resolved to, and the values
+/// macros generated (`!rand`...), given back at every re-install so that
+/// they are never generated again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Given {
+    pub input: BTreeMap<String, String>,
+    pub frozen: BTreeMap<String, String>,
 }
 
 const RECORD_PREFIX: &str = "service/";
@@ -67,6 +74,8 @@ pub fn records() -> Result<Vec<Record>, CommandError> {
 /// A service's resolution from its record, with `options` given now.
 pub struct Rehydrated {
     pub previous: Option<Record>,
+    /// What the user had given before.
+    pub before_input: BTreeMap<String, String>,
     /// What the user gave, before and now.
     pub input: BTreeMap<String, String>,
     pub previously_frozen: BTreeMap<String, String>,
@@ -77,18 +86,20 @@ pub struct Rehydrated {
 /// nothing is generated twice; what the user gives (now or before) wins.
 pub fn rehydrate(
     settings: &Settings,
+    sealer: &Sealer,
     service: &str,
     options: &BTreeMap<String, String>,
 ) -> Result<Rehydrated, CommandError> {
     let previous = record(service)?;
-    let previously_frozen = previous
-        .as_ref()
-        .map(|record| record.frozen.clone())
-        .unwrap_or_default();
-    let mut input = previous
-        .as_ref()
-        .map(|record| record.input.clone())
-        .unwrap_or_default();
+    let before: Given = match &previous {
+        Some(record) => sealer.open_json(&record.sealed).map_err(|err| {
+            CommandError::internal(format!("the record of service {service}: {err}"))
+        })?,
+        None => Given::default(),
+    };
+    let previously_frozen = before.frozen;
+    let mut input = before.input;
+    let before_input = input.clone();
     input.extend(options.clone());
     let mut given = previously_frozen.clone();
     given.extend(input.clone());
@@ -96,9 +107,10 @@ pub fn rehydrate(
         service: service.to_string(),
         options: given,
     };
-    let planned = plan::prepare(settings, &request)?;
+    let planned = plan::prepare(settings, sealer, &request)?;
     Ok(Rehydrated {
         previous,
+        before_input,
         input,
         previously_frozen,
         planned,
@@ -107,13 +119,18 @@ pub fn rehydrate(
 
 /// Installs `request.service`, or brings it to the options given: its
 /// providers must run; its pending binding steps run in them first.
-pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, CommandError> {
+pub fn install(
+    settings: &Settings,
+    sealer: &Sealer,
+    request: &ServiceRequest,
+) -> Result<Value, CommandError> {
     let Rehydrated {
         previous,
+        before_input,
         input,
         previously_frozen,
         planned,
-    } = rehydrate(settings, &request.service, &request.options)?;
+    } = rehydrate(settings, sealer, &request.service, &request.options)?;
     for provider in &planned.resolved.services {
         if !container::info(&provider.service).is_ok_and(|info| info.running) {
             return Err(CommandError::new(
@@ -139,7 +156,7 @@ pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, C
         .collect();
     let unchanged = previous
         .as_ref()
-        .is_some_and(|record| record.digest == planned.image.digest && record.input == input)
+        .is_some_and(|record| record.digest == planned.image.digest && before_input == input)
         && container::info(&request.service).is_ok_and(|info| info.running);
     if unchanged {
         return Ok(
@@ -161,8 +178,26 @@ pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, C
         service: request.service.clone(),
         reference: planned.reference.clone(),
         digest: planned.image.digest.clone(),
-        input,
-        frozen,
+        shown: input
+            .iter()
+            .map(|(name, value)| {
+                let secret = planned
+                    .resolved
+                    .option(name)
+                    .is_some_and(|option| option.secret);
+                (
+                    name.clone(),
+                    if secret {
+                        MASK.to_string()
+                    } else {
+                        value.clone()
+                    },
+                )
+            })
+            .collect(),
+        sealed: sealer
+            .seal_json(&Given { input, frozen })
+            .map_err(CommandError::internal)?,
         providers: planned
             .resolved
             .services
@@ -172,6 +207,7 @@ pub fn install(settings: &Settings, request: &ServiceRequest) -> Result<Value, C
         installed_ms: now_ms(),
     };
     // The profile first: a record always has the values it was made from.
+    let profile = sealer.seal_json(&profile).map_err(CommandError::internal)?;
     kv::set_json(&format!("{PROFILE_PREFIX}{}", request.service), &profile)?;
     kv::set_json(&format!("{RECORD_PREFIX}{}", request.service), &record)?;
     cairn_sdk::info!(
@@ -260,7 +296,7 @@ fn write_files(
     Ok(Files { dir })
 }
 
-fn write_atomic(path: &str, bytes: &[u8]) -> Result<(), CommandError> {
+pub fn write_atomic(path: &str, bytes: &[u8]) -> Result<(), CommandError> {
     use std::io::Write as _;
     let temporary = format!("{path}.tmp");
     let written = (|| {

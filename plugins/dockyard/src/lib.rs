@@ -17,6 +17,7 @@ mod device;
 mod install;
 pub mod options;
 mod plan;
+mod seal;
 mod settings;
 mod supervise;
 
@@ -29,6 +30,7 @@ use settings::Settings;
 
 struct Dockyard {
     settings: Settings,
+    sealer: seal::Sealer,
     supervisor: supervise::Supervisor,
 }
 
@@ -38,8 +40,10 @@ impl Plugin for Dockyard {
         settings.check()?;
         std::fs::create_dir_all(&settings.state)
             .map_err(|err| format!("cannot create {}: {err}", settings.state))?;
+        let sealer = seal::Sealer::load_or_create(&settings.state)?;
         let mut dockyard = Dockyard {
             settings,
+            sealer,
             supervisor: supervise::Supervisor::default(),
         };
         dockyard.supervisor.reconcile();
@@ -57,7 +61,7 @@ impl Plugin for Dockyard {
                 "plan",
                 |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
                     let request = service_request(request, "plan")?;
-                    let planned = plan::prepare(&dockyard.settings, &request)?;
+                    let planned = plan::prepare(&dockyard.settings, &dockyard.sealer, &request)?;
                     Ok::<_, CommandError>(plan::render(&request, &planned))
                 },
             )
@@ -65,7 +69,7 @@ impl Plugin for Dockyard {
                 "install",
                 |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
                     let request = service_request(request, "install")?;
-                    install::install(&dockyard.settings, &request)
+                    install::install(&dockyard.settings, &dockyard.sealer, &request)
                 },
             )
             .command(
@@ -89,6 +93,7 @@ impl Plugin for Dockyard {
                     }
                     let rehydrated = install::rehydrate(
                         &dockyard.settings,
+                        &dockyard.sealer,
                         &request.service,
                         &Default::default(),
                     )?;
@@ -128,7 +133,7 @@ impl Plugin for Dockyard {
                             "service": record.service,
                             "reference": record.reference,
                             "digest": record.digest,
-                            "options": record.input,
+                            "options": record.shown,
                             "providers": record.providers,
                             "installed-ms": record.installed_ms,
                             "running": running,

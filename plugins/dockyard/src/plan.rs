@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::device::{DeviceEnvironment, InstalledServices, TLS_DIR};
 use crate::options::{self, Declared, ResolveError, Resolved};
+use crate::seal::Sealer;
 use crate::settings::{Settings, valid_service_name};
 
 /// Where a service's non-secret options are, inside its container
@@ -37,7 +38,11 @@ pub struct Planned {
 }
 
 /// Pulls the service's image, reads its labels and resolves its options.
-pub fn prepare(settings: &Settings, request: &ServiceRequest) -> Result<Planned, CommandError> {
+pub fn prepare(
+    settings: &Settings,
+    sealer: &Sealer,
+    request: &ServiceRequest,
+) -> Result<Planned, CommandError> {
     if !valid_service_name(&request.service) {
         return Err(CommandError::invalid(format!(
             "`{}` is not a service name (lower-case letters, digits and `-`, at most 63)",
@@ -65,7 +70,7 @@ pub fn prepare(settings: &Settings, request: &ServiceRequest) -> Result<Planned,
     let resolved = options::resolve(
         declared.as_ref().unwrap_or(&empty),
         &request.options,
-        &InstalledServices,
+        &InstalledServices { sealer },
         &mut environment,
     )
     .map_err(|err| resolve_error(&request.service, &err))?;
