@@ -434,3 +434,53 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
         "the password in the log"
     );
 }
+
+/// The daemon killed with SIGKILL in the middle of an install (a binding
+/// step running in the provider) comes back consistent: the consumer is not
+/// installed, the step's secret files are gone, nothing half-made stays,
+/// and installing again behaves as the first time.
+#[test]
+fn a_daemon_killed_mid_install_leaves_nothing_half_made() {
+    let mut bed = bed(3);
+    bed.call("install", "db", json!({})).unwrap();
+    let pid = bed.daemon.pid().unwrap();
+    std::thread::scope(|scope| {
+        let installing = scope.spawn(|| bed.daemon.cli(&["service", "install", "slow"]));
+        // The step sleeps; its 2 s timeout has not struck yet.
+        let leftovers = bed.state.path().join("services/db/bindings/slow");
+        let started = bed
+            .daemon
+            .eventually(std::time::Duration::from_secs(20), || leftovers.exists());
+        assert!(started, "the binding step never started");
+        // SAFETY: signalling the daemon this test started.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let _ = installing.join();
+    });
+    bed.daemon.restart();
+    let listed = bed.daemon.call("dockyard", "list", "null").unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|service| service["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db"], "{listed}");
+    assert_eq!(listed[0]["running"], true, "{listed}");
+    let everywhere = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(bed.state.path().join("services/db"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect()
+    };
+    assert!(
+        !bed.state.path().join("services/db/bindings").exists(),
+        "step secrets left behind: {:?}",
+        everywhere()
+    );
+    assert_eq!(bed.running().len(), 1, "a half-made consumer runs");
+    let again = bed.call("install", "slow", json!({})).unwrap_err();
+    assert!(again.contains("timed-out"), "{again}");
+    let steps = bed.call("bindings", "slow", json!({})).unwrap();
+    assert_eq!(steps[0]["attempts"], 1, "{steps}");
+}

@@ -77,6 +77,19 @@ fn now_ms() -> u64 {
         })
 }
 
+/// Every provider's directory of step secrets (none survive a finished step).
+pub fn leftover_dirs(settings: &Settings) -> Vec<String> {
+    let services = format!("{}/services", settings.state);
+    let Ok(entries) = std::fs::read_dir(&services) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| format!("{}/bindings", entry.path().display()))
+        .filter(|dir| std::path::Path::new(dir).exists())
+        .collect()
+}
+
 /// The records of `consumer`'s steps.
 pub fn records(consumer: &str) -> Result<Vec<StepRecord>, CommandError> {
     let mut all = Vec::new();

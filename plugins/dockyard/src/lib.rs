@@ -46,7 +46,7 @@ impl Plugin for Dockyard {
             sealer,
             supervisor: supervise::Supervisor::default(),
         };
-        dockyard.supervisor.reconcile();
+        dockyard.supervisor.reconcile(&dockyard.settings);
         Ok(dockyard)
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use cairn_sdk::container::{self, Exited};
 use cairn_sdk::{metrics, timer};
 
-use crate::install;
+use crate::settings::Settings;
+use crate::{bindings, install};
 
 const TOPIC_PREFIX: &str = "dockyard/restart/";
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -26,12 +27,35 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts every installed service whose container is not running.
-    pub fn reconcile(&mut self) {
+    /// After a start of the plugin: removes what an interrupted install or
+    /// uninstall left — containers of services with no record, binding
+    /// secrets of steps that never finished — then starts every installed
+    /// service whose container is not running.
+    pub fn reconcile(&mut self, settings: &Settings) {
         let Ok(records) = install::records() else {
             return;
         };
-        for record in records {
+        for leftover in bindings::leftover_dirs(settings) {
+            if let Err(err) = std::fs::remove_dir_all(&leftover) {
+                cairn_sdk::warn!("cannot remove {leftover}: {err}");
+            }
+        }
+        let installed: Vec<&str> = records
+            .iter()
+            .map(|record| record.service.as_str())
+            .collect();
+        for orphan in container::list().unwrap_or_default() {
+            if !installed.contains(&orphan.name.as_str()) {
+                cairn_sdk::warn!(
+                    "removing container {}: its install did not finish",
+                    orphan.name
+                );
+                if let Err(err) = container::remove(&orphan.name) {
+                    cairn_sdk::warn!("cannot remove container {}: {err}", orphan.name);
+                }
+            }
+        }
+        for record in &records {
             let running = container::info(&record.service).is_ok_and(|info| info.running);
             if !running {
                 self.start(&record.service);

@@ -24,6 +24,18 @@ const KILLED: u32 = 137;
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
+/// Tells this daemon run's exec ids from an earlier run's: containerd keeps
+/// an exec a killed daemon left running, and a new id must not meet it.
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        format!("{nanos:x}")
+    })
+}
+
 /// The exec's stdio files, removed when dropped.
 struct Files {
     stdin: Option<PathBuf>,
@@ -61,7 +73,7 @@ pub async fn run(
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
         return Err(CapError::Invalid("timeout-ms must be 1 to 600000".into()));
     }
-    let exec_id = format!("exec-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let exec_id = format!("exec-{}-{}", run_tag(), NEXT.fetch_add(1, Ordering::Relaxed));
     let dir = containers.dir()?.join("exec");
     crate::state::atomic::create_private_dir(&dir)
         .map_err(|err| CapError::Internal(err.to_string()))?;
