@@ -418,6 +418,13 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     assert_eq!(recorded[0]["outcome"], "timed-out", "{recorded}");
     assert!(bed.call("uninstall", "app", json!({})).is_ok());
 
+    // A backup: sealed, no secret in the clear.
+    let backup = bed.call("export", "db", json!({})).unwrap();
+    assert!(
+        !backup.to_string().contains(&password),
+        "the password in an export"
+    );
+
     // Uninstalling takes the container, the files and the record away.
     let removed = bed.call("uninstall", "db", json!({})).unwrap();
     assert_eq!(removed["removed"], true, "{removed}");
@@ -429,6 +436,29 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     );
     let gone = bed.call("uninstall", "db", json!({})).unwrap_err();
     assert!(gone.contains("not installed"), "{gone}");
+
+    // Restoring the backup, then installing, brings db back as it was.
+    let imported = bed
+        .daemon
+        .call("dockyard", "import", &backup.to_string())
+        .unwrap();
+    assert_eq!(imported["imported"], true, "{imported}");
+    let twice = bed
+        .daemon
+        .call("dockyard", "import", &backup.to_string())
+        .unwrap_err();
+    assert!(twice.contains("is installed"), "{twice}");
+    let mut forged = backup.clone();
+    forged["key-id"] = json!("0000000000000000");
+    let forged = bed
+        .daemon
+        .call("dockyard", "import", &forged.to_string())
+        .unwrap_err();
+    assert!(forged.contains("device key"), "{forged}");
+    bed.call("install", "db", json!({})).unwrap();
+    assert_eq!(bed.file("services/db/secrets/secret_password"), password);
+    assert!(bed.file("services/db/options.env").contains("user=other\n"));
+    bed.call("uninstall", "db", json!({})).unwrap();
     assert!(
         !bed.daemon.daemon_log().contains(&password),
         "the password in the log"

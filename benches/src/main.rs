@@ -6,6 +6,7 @@
 
 mod containers;
 mod daemon;
+mod dockyard;
 mod http;
 mod inprocess;
 mod instantiate;
@@ -64,9 +65,12 @@ fn main() -> anyhow::Result<()> {
     if wanted("site-registry") {
         site_registry::run(&cairn)?;
     }
-    // Needs root and containerd; run with `CAIRN_BENCH=containers`.
+    // Need root and containerd; run with `CAIRN_BENCH=containers` or `dockyard`.
     if only.split(',').any(|g| g.trim() == "containers") {
         runtime.block_on(containers::run(&cairn))?;
+    }
+    if only.split(',').any(|g| g.trim() == "dockyard") {
+        dockyard::run(&cairn)?;
     }
     Ok(())
 }

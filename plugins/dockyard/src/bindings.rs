@@ -101,6 +101,14 @@ pub fn records(consumer: &str) -> Result<Vec<StepRecord>, CommandError> {
     Ok(all)
 }
 
+/// Stores a step's record (an import).
+pub fn save(record: &StepRecord) -> Result<(), CommandError> {
+    Ok(kv::set_json(
+        &key(&record.consumer, &record.provider, &record.id),
+        record,
+    )?)
+}
+
 /// Forgets `consumer`'s steps (it is uninstalled).
 pub fn forget(consumer: &str) -> Result<(), CommandError> {
     for key in kv::list_keys(&format!("{RECORD_PREFIX}{consumer}/"))? {

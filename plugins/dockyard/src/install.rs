@@ -61,6 +61,14 @@ pub fn record(service: &str) -> Result<Option<Record>, CommandError> {
     Ok(kv::get_json(&format!("{RECORD_PREFIX}{service}"))?)
 }
 
+/// Stores a service's record (an install, an import).
+pub fn save(record: &Record) -> Result<(), CommandError> {
+    Ok(kv::set_json(
+        &format!("{RECORD_PREFIX}{}", record.service),
+        record,
+    )?)
+}
+
 pub fn records() -> Result<Vec<Record>, CommandError> {
     let mut all = Vec::new();
     for key in kv::list_keys(RECORD_PREFIX)? {
@@ -209,7 +217,7 @@ pub fn install(
     // The profile first: a record always has the values it was made from.
     let profile = sealer.seal_json(&profile).map_err(CommandError::internal)?;
     kv::set_json(&format!("{PROFILE_PREFIX}{}", request.service), &profile)?;
-    kv::set_json(&format!("{RECORD_PREFIX}{}", request.service), &record)?;
+    save(&record)?;
     cairn_sdk::info!(
         "installed service {} from {}@{}",
         request.service,

@@ -12,6 +12,7 @@
 //! options (secrets masked), required services, binding steps and the
 //! container it would run, touching nothing. See `docs/dockyard.md`.
 
+mod backup;
 mod bindings;
 mod device;
 mod install;
@@ -121,6 +122,22 @@ impl Plugin for Dockyard {
                 |_: &mut Dockyard, request: Option<plan::ServiceRequest>| {
                     let request = service_request(request, "bindings")?;
                     bindings::records(&request.service)
+                },
+            )
+            .command(
+                "export",
+                |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
+                    let request = service_request(request, "export")?;
+                    backup::export(&dockyard.sealer, &request.service)
+                },
+            )
+            .command(
+                "import",
+                |dockyard: &mut Dockyard, export: Option<backup::Export>| {
+                    let export = export.ok_or_else(|| {
+                        CommandError::invalid("import expects what `export` answered")
+                    })?;
+                    backup::import(&dockyard.sealer, export)
                 },
             )
             .command("list", |dockyard: &mut Dockyard, _: IgnoredAny| {

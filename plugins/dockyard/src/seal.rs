@@ -14,6 +14,8 @@ const NONCE_LEN: usize = 12;
 
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// Names the key without revealing it, to tell which key sealed an export.
+    pub key_id: String,
 }
 
 impl Sealer {
@@ -42,7 +44,14 @@ impl Sealer {
         };
         let cipher = ChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| format!("{path} is not a 32-byte key"))?;
-        Ok(Sealer { cipher })
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(
+            [b"cairn-dockyard-key-id:".as_slice(), &key].concat(),
+        );
+        let key_id = digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Ok(Sealer { cipher, key_id })
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Result<String, String> {

@@ -73,7 +73,11 @@ pub async fn run(
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
         return Err(CapError::Invalid("timeout-ms must be 1 to 600000".into()));
     }
-    let exec_id = format!("exec-{}-{}", run_tag(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let exec_id = format!(
+        "exec-{}-{}",
+        run_tag(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let dir = containers.dir()?.join("exec");
     crate::state::atomic::create_private_dir(&dir)
         .map_err(|err| CapError::Internal(err.to_string()))?;
