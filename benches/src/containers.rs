@@ -20,17 +20,17 @@ use crate::stats::median_p99;
 
 #[path = "../../tests/harness/containers.rs"]
 #[allow(dead_code)]
-mod parts;
+pub(crate) mod parts;
 #[path = "../../tests/harness/registry.rs"]
 #[allow(dead_code)]
-mod registry;
+pub(crate) mod registry;
 
 const RUNS: usize = 5;
 const EXECS: usize = 50;
 const NAMESPACE: &str = "cairn-bench";
 const CTR_NAMESPACE: &str = "ctr-bench";
 
-fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ctr")
         .arg("-a")
         .arg(socket)
@@ -53,7 +53,18 @@ fn engine(socket: &Path) -> Containerd {
     })
 }
 
-fn ms(us: f64) -> f64 {
+/// Kills the `ctr run` container `id` of `namespace` and deletes it.
+pub(crate) fn ctr_remove(socket: &Path, namespace: &str, id: &str) -> anyhow::Result<()> {
+    ctr(
+        socket,
+        &["-n", namespace, "task", "kill", "-s", "SIGKILL", id],
+    )?;
+    std::thread::sleep(Duration::from_millis(200));
+    ctr(socket, &["-n", namespace, "task", "delete", "-f", id])?;
+    ctr(socket, &["-n", namespace, "containers", "delete", id])
+}
+
+pub(crate) fn ms(us: f64) -> f64 {
     us / 1e3
 }
 
@@ -383,13 +394,7 @@ fn apply(cairn: &Path, socket: &Path, registry: &str, reference: &str) -> anyhow
             ],
         )?;
         theirs.push(started.elapsed());
-        ctr(
-            socket,
-            &["-n", CTR_NAMESPACE, "task", "kill", "-s", "SIGKILL", &id],
-        )?;
-        std::thread::sleep(Duration::from_millis(200));
-        ctr(socket, &["-n", CTR_NAMESPACE, "task", "delete", "-f", &id])?;
-        ctr(socket, &["-n", CTR_NAMESPACE, "containers", "delete", &id])?;
+        ctr_remove(socket, CTR_NAMESPACE, &id)?;
     }
     cli(cairn, &admin, &["apply", &ten, "--timeout", "120s"])?;
     std::thread::sleep(Duration::from_millis(500));

@@ -6,18 +6,12 @@
 //! docker-registry and busybox-static.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{cli, footprint, install_signed, prepare_root, start};
 use crate::stats::median_p99;
 
-#[path = "../../tests/harness/containers.rs"]
-#[allow(dead_code)]
-mod parts;
-#[path = "../../tests/harness/registry.rs"]
-#[allow(dead_code)]
-mod registry;
+use crate::containers::{ctr, ctr_remove, ms, parts, registry};
 
 const RUNS: usize = 5;
 const NAMESPACE: &str = "cairn-bench-dockyard";
@@ -25,24 +19,6 @@ const CTR_NAMESPACE: &str = "ctr-bench-dockyard";
 
 const DB_OPTIONS: &str = r#"{"port": ["5432"], "secret_password": ["!rand 24 charset26"], "runtime_command": ["/bin/sleep"], "runtime_args": ["600"]}"#;
 const APP_OPTIONS: &str = r#"{"database=&db": ["*database_port", "&bindings.create_user test -n $database_port"], "database=none": [], "runtime_command": ["/bin/sleep"], "runtime_args": ["600"]}"#;
-
-fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ctr")
-        .arg("-a")
-        .arg(socket)
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ctr {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-fn ms(us: f64) -> f64 {
-    us / 1e3
-}
 
 pub fn run(cairn: &Path) -> anyhow::Result<()> {
     let containerd = parts::TestContainerd::start();
@@ -148,14 +124,7 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
         }
         theirs.push(started.elapsed());
         for name in ["db", "app"] {
-            let id = format!("{name}{index}");
-            ctr(
-                &socket,
-                &["-n", CTR_NAMESPACE, "task", "kill", "-s", "SIGKILL", &id],
-            )?;
-            std::thread::sleep(Duration::from_millis(200));
-            ctr(&socket, &["-n", CTR_NAMESPACE, "task", "delete", "-f", &id])?;
-            ctr(&socket, &["-n", CTR_NAMESPACE, "containers", "delete", &id])?;
+            ctr_remove(&socket, CTR_NAMESPACE, &format!("{name}{index}"))?;
         }
     }
     let (ours, _) = median_p99(&mut ours);

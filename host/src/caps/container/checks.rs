@@ -98,6 +98,30 @@ pub(super) async fn resolve_user(
 }
 
 impl CapView<'_, Container> {
+    /// The image `reference` names, on the device and allowed by the grant
+    /// (its repository, then its digest against pins): its name and digest.
+    /// Refused before the device is looked at when the repository is not
+    /// granted, so a refusal tells nothing of what the device holds.
+    pub(super) async fn granted_image(
+        &self,
+        reference: &str,
+    ) -> Result<(String, String), CapError> {
+        let grant = self.ready().await?;
+        let parsed = super::parse_reference(reference)?;
+        if let Some(why) = grant.image_refusal(&parsed, None) {
+            return Err(self.deny(why));
+        }
+        let name = image::image_name(&parsed);
+        let found = image::find(&self.shared.containers.engine, &name)
+            .await?
+            .ok_or_else(|| CapError::NotFound(format!("image {name} is not on this device")))?;
+        let digest = image::record(&found).digest;
+        if let Some(why) = grant.image_refusal(&parsed, Some(&digest)) {
+            return Err(self.deny(why));
+        }
+        Ok((name, digest))
+    }
+
     /// Resolves the spec's limits against the grant's maxima.
     pub(super) fn limits(&self, spec: &ContainerSpec) -> Result<spec::Limits, CapError> {
         let grant = self.grant()?;

@@ -280,20 +280,8 @@ impl wit::Host for CapView<'_, Container> {
     }
 
     async fn inspect_image(&mut self, reference: String) -> Result<ImageConfig, CapError> {
-        let grant = self.ready().await?;
-        let parsed = parse_reference(&reference)?;
-        if let Some(why) = grant.image_refusal(&parsed, None) {
-            return Err(self.deny(why));
-        }
-        let name = image::image_name(&parsed);
+        let (_, digest) = self.granted_image(&reference).await?;
         let engine = &self.shared.containers.engine;
-        let found = image::find(engine, &name)
-            .await?
-            .ok_or_else(|| CapError::NotFound(format!("image {name} is not on this device")))?;
-        let digest = image::record(&found).digest;
-        if let Some(why) = grant.image_refusal(&parsed, Some(&digest)) {
-            return Err(self.deny(why));
-        }
         let config = image::config_of(engine, &digest).await?.config;
         Ok(image::describe(digest, config))
     }
@@ -318,17 +306,8 @@ impl wit::Host for CapView<'_, Container> {
     }
 
     async fn remove_image(&mut self, reference: String) -> Result<(), CapError> {
-        let grant = self.ready().await?;
-        let parsed = parse_reference(&reference)?;
-        if let Some(why) = grant.image_refusal(&parsed, None) {
-            return Err(self.deny(why));
-        }
-        let name = image::image_name(&parsed);
+        let (name, digest) = self.granted_image(&reference).await?;
         let engine = &self.shared.containers.engine;
-        let found = image::find(engine, &name)
-            .await?
-            .ok_or_else(|| CapError::NotFound(format!("image {name} is not on this device")))?;
-        let digest = image::record(&found).digest;
         if let Some(user) = self.shared.containers.uses_image(&name, &digest)? {
             return Err(CapError::Conflict(format!(
                 "image {name} is used by container {user}"
