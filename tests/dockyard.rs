@@ -19,7 +19,8 @@ const DB_OPTIONS: &str = r#"{"port": ["5432"], "user": ["app"], "secret_password
 const APP_OPTIONS: &str = r#"{"options": [
   {"name": "database", "type": "service", "choices": [
      {"service": "db", "imports": ["port", {"key": "secret_password", "secret": true}],
-      "bindings": [{"id": "create_user", "run": ["sh", "-c", "echo creating $1; cat \"$0\"; read -r line; test \"$line\" = \"$(cat \"$0\")\"", "$database_secret_password", "$database_port"]}]},
+      "bindings": [{"id": "create_user", "run": ["sh", "-c", "echo creating $1; cat \"$0\"; read -r line; test \"$line\" = \"$(cat \"$0\")\"", "$database_secret_password", "$database_port"],
+                    "unbind": ["sh", "-c", "test -s \"$0\" && echo dropping $1", "$database_secret_password", "$database_port"]}]},
      {"value": "sqlite"}], "default": "sqlite"},
   {"name": "workers", "type": "integer", "min": 1, "max": 8, "default": "2"},
   {"name": "token", "type": "secret", "default": "!rand 16 hex"},
@@ -416,7 +417,14 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     );
     let recorded = bed.call("bindings", "slow", json!({})).unwrap();
     assert_eq!(recorded[0]["outcome"], "timed-out", "{recorded}");
+    // Uninstalling app undoes its binding in db first (the secret a file again).
     assert!(bed.call("uninstall", "app", json!({})).is_ok());
+    let log = bed.daemon.daemon_log();
+    assert!(
+        log.contains("binding bindings.create_user.unbind of app: running")
+            && log.contains("<secret>"),
+        "the unbind step did not run"
+    );
 
     // A backup: sealed, no secret in the clear.
     let backup = bed.call("export", "db", json!({})).unwrap();

@@ -19,7 +19,7 @@ use cairn_sdk::{CommandError, container, events, kv, metrics};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::options::{Binding, MASK, Resolved};
+use crate::options::{ArgWord, Binding, MASK, Resolved};
 use crate::settings::Settings;
 
 const RECORD_PREFIX: &str = "binding/";
@@ -139,7 +139,13 @@ pub fn run_pending(
             continue;
         }
         let attempts = previous.map_or(0, |p| p.attempts) + 1;
-        let record = run_step(settings, consumer, binding, resolved, attempts)?;
+        let record = run_step(
+            settings,
+            consumer,
+            binding,
+            &secret_values(resolved),
+            attempts,
+        )?;
         kv::set_json(&key, &record)?;
         let outcome = record.outcome;
         ran.push(record);
@@ -161,7 +167,7 @@ fn run_step(
     settings: &Settings,
     consumer: &str,
     binding: &Binding,
-    resolved: &Resolved,
+    secrets: &[String],
     attempts: u32,
 ) -> Result<StepRecord, CommandError> {
     let provider = &binding.service;
@@ -225,7 +231,7 @@ fn run_step(
         ),
         Err(err) => (Outcome::Failed, None, err.to_string()),
     };
-    let output = clip(&mask(&output, resolved));
+    let output = clip(&mask(&output, secrets));
     announce(
         consumer,
         binding,
@@ -259,28 +265,102 @@ fn both(stdout: &[u8], stderr: &[u8]) -> String {
     )
 }
 
-/// `text` with every secret value of the resolution replaced by the mask.
-fn mask(text: &str, resolved: &Resolved) -> String {
-    let mut masked = text.to_string();
-    let mut secrets: Vec<&str> = resolved
+/// Every secret value of a resolution, longest first (so that a secret
+/// holding another is masked whole).
+fn secret_values(resolved: &Resolved) -> Vec<String> {
+    let mut secrets: Vec<String> = resolved
         .options
         .iter()
         .filter(|option| option.secret && !option.value.is_empty())
-        .map(|option| option.value.as_str())
+        .map(|option| option.value.clone())
         .chain(resolved.bindings.iter().flat_map(|binding| {
             binding
                 .argv
                 .iter()
+                .chain(&binding.unbind)
                 .filter(|word| word.secret)
-                .map(|word| word.text.as_str())
+                .map(|word| word.text.clone())
         }))
         .collect();
-    // Longest first, so a secret holding another is masked whole.
     secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-    for secret in secrets {
-        masked = masked.replace(secret, MASK);
+    secrets.dedup();
+    secrets
+}
+
+/// `text` with every one of `secrets` replaced by the mask.
+fn mask(text: &str, secrets: &[String]) -> String {
+    let mut masked = text.to_string();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        masked = masked.replace(secret.as_str(), MASK);
     }
     masked
+}
+
+/// A step that undoes a binding when its consumer is uninstalled: kept,
+/// sealed, from the install, so uninstalling needs neither the image nor a
+/// new resolution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Undo {
+    pub id: String,
+    pub provider: String,
+    /// Each word, and whether it is secret.
+    pub words: Vec<(String, bool)>,
+}
+
+/// The undo steps a resolution declares.
+pub fn undo_steps(resolved: &Resolved) -> Vec<Undo> {
+    resolved
+        .bindings
+        .iter()
+        .filter(|binding| !binding.unbind.is_empty())
+        .map(|binding| Undo {
+            id: binding.id.clone(),
+            provider: binding.service.clone(),
+            words: binding
+                .unbind
+                .iter()
+                .map(|word| (word.text.clone(), word.secret))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Runs `consumer`'s undo steps, in reverse order; stops at the first that
+/// does not succeed.
+pub fn run_undo(settings: &Settings, consumer: &str, steps: &[Undo]) -> Result<(), CommandError> {
+    for step in steps.iter().rev() {
+        let argv: Vec<ArgWord> = step
+            .words
+            .iter()
+            .map(|(text, secret)| ArgWord {
+                text: text.clone(),
+                secret: *secret,
+            })
+            .collect();
+        let mut secrets: Vec<String> = argv
+            .iter()
+            .filter(|word| word.secret)
+            .map(|word| word.text.clone())
+            .collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let binding = Binding {
+            id: format!("{}.unbind", step.id),
+            service: step.provider.clone(),
+            argv,
+            unbind: Vec::new(),
+        };
+        let record = run_step(settings, consumer, &binding, &secrets, 1)?;
+        if record.outcome != Outcome::Succeeded {
+            return Err(CommandError::conflict(format!(
+                "unbind {} of {consumer} in {} {}: {}",
+                step.id,
+                step.provider,
+                record.outcome.name(),
+                record.output.lines().last().unwrap_or("no output")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The last [`KEPT_OUTPUT`] bytes, cut at a character boundary.

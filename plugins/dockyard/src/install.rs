@@ -44,6 +44,9 @@ pub struct Record {
 pub struct Given {
     pub input: BTreeMap<String, String>,
     pub frozen: BTreeMap<String, String>,
+    /// The steps that undo its bindings, run when it is uninstalled.
+    #[serde(default)]
+    pub undo: Vec<bindings::Undo>,
 }
 
 const RECORD_PREFIX: &str = "service/";
@@ -204,7 +207,11 @@ pub fn install(
             })
             .collect(),
         sealed: sealer
-            .seal_json(&Given { input, frozen })
+            .seal_json(&Given {
+                input,
+                frozen,
+                undo: bindings::undo_steps(&planned.resolved),
+            })
             .map_err(CommandError::internal)?,
         providers: planned
             .resolved
@@ -233,13 +240,18 @@ pub fn install(
     }))
 }
 
-/// Removes a service nothing else uses: its container, files and record.
-pub fn uninstall(settings: &Settings, service: &str) -> Result<Value, CommandError> {
-    if record(service)?.is_none() {
+/// Removes a service nothing else uses: runs the steps that undo its
+/// bindings, then removes its container, files and record.
+pub fn uninstall(
+    settings: &Settings,
+    sealer: &Sealer,
+    service: &str,
+) -> Result<Value, CommandError> {
+    let Some(installed) = record(service)? else {
         return Err(CommandError::not_found(format!(
             "service {service} is not installed"
         )));
-    }
+    };
     let users: Vec<String> = records()?
         .into_iter()
         .filter(|other| other.providers.iter().any(|provider| provider == service))
@@ -251,6 +263,10 @@ pub fn uninstall(settings: &Settings, service: &str) -> Result<Value, CommandErr
             users.join(", ")
         )));
     }
+    let given: Given = sealer
+        .open_json(&installed.sealed)
+        .map_err(|err| CommandError::internal(format!("the record of service {service}: {err}")))?;
+    bindings::run_undo(settings, service, &given.undo)?;
     if container::info(service).is_ok() {
         let _ = container::stop(service, STOP_GRACE);
         container::remove(service)?;

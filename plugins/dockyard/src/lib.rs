@@ -77,7 +77,7 @@ impl Plugin for Dockyard {
                 "uninstall",
                 |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
                     let request = service_request(request, "uninstall")?;
-                    install::uninstall(&dockyard.settings, &request.service)
+                    install::uninstall(&dockyard.settings, &dockyard.sealer, &request.service)
                 },
             )
             .command(

@@ -361,6 +361,9 @@ pub struct BindingTemplate {
     pub service: String,
     /// The argv; whole words `$opt` are replaced by option values.
     pub words: Vec<String>,
+    /// What undoes it when the consumer is uninstalled (Cairn labels
+    /// only); empty for nothing.
+    pub unbind: Vec<String>,
 }
 
 impl BindingTemplate {

@@ -278,6 +278,7 @@ fn parse_binding(template: &str, service: &str, index: usize) -> Result<BindingT
         id,
         service: service.to_string(),
         words,
+        unbind: Vec::new(),
     })
 }
 

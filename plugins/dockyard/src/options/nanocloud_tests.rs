@@ -104,6 +104,7 @@ fn the_gitea_label_reads_into_the_model() {
                 "$database_user".into(),
                 "$secret_database_password".into(),
             ],
+            unbind: Vec::new(),
         }],
     };
     let sqlite = Choice {

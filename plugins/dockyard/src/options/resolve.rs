@@ -427,27 +427,31 @@ fn substitute_bindings(
     let mut bindings = Vec::new();
     for one in chosen {
         for template in &one.choice.bindings {
-            let argv = template
-                .words
-                .iter()
-                .map(|word| {
-                    let reference = word.strip_prefix('$').and_then(|name| {
-                        values
-                            .get(name)
-                            .map(|entry| (entry, secrets.contains(name)))
-                    });
-                    let (text, from_secret) = match reference {
-                        Some((entry, secret)) => (entry.text.clone(), secret),
-                        None => (word.clone(), false),
-                    };
-                    let secret = from_secret || secret_values.contains(text.as_str());
-                    ArgWord { text, secret }
-                })
-                .collect();
+            let substitute = |words: &[String]| -> Vec<ArgWord> {
+                words
+                    .iter()
+                    .map(|word| {
+                        let reference = word.strip_prefix('$').and_then(|name| {
+                            values
+                                .get(name)
+                                .map(|entry| (entry, secrets.contains(name)))
+                        });
+                        let (text, from_secret) = match reference {
+                            Some((entry, secret)) => (entry.text.clone(), secret),
+                            None => (word.clone(), false),
+                        };
+                        let secret = from_secret || secret_values.contains(text.as_str());
+                        ArgWord { text, secret }
+                    })
+                    .collect()
+            };
+            let argv = substitute(&template.words);
+            let unbind = substitute(&template.unbind);
             bindings.push(Binding {
                 id: template.id_string(),
                 service: template.service.clone(),
                 argv,
+                unbind,
             });
         }
     }

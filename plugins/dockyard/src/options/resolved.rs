@@ -180,6 +180,8 @@ pub struct Binding {
     pub service: String,
     /// The command and its arguments, `$opt` words substituted.
     pub argv: Vec<ArgWord>,
+    /// What undoes it, substituted the same way; empty for nothing.
+    pub unbind: Vec<ArgWord>,
 }
 
 impl Binding {

@@ -70,7 +70,7 @@
 //! | `service`  | string | a choice that uses another installed service (the "provider") |
 //! | `requires` | array of strings | `"opt"`: `opt` must end up set (defaulted if need be); `"opt=val"`: `opt` must be given, chosen or imported as `val` |
 //! | `imports`  | array | provider profile keys copied in as `<name>_<key>`: `"port"`, or `{"key": "password", "secret": true}` |
-//! | `bindings` | array of `{"id": string, "run": [words]}` | commands run in the provider; whole words `$opt` become option values |
+//! | `bindings` | array of `{"id": string, "run": [words], "unbind": [words]}` | commands run in the provider; whole words `$opt` become option values; `unbind` (optional) runs there when the consumer is uninstalled |
 //!
 //! Exactly one of `value` and `service`; `imports` and `bindings` only on a
 //! `service` choice. A binding's `id` (letters, digits, `_`, `-`, `.`) is
@@ -215,6 +215,8 @@ struct ChoiceSpec {
 struct BindingSpec {
     id: String,
     run: Vec<String>,
+    #[serde(default)]
+    unbind: Vec<String>,
 }
 
 fn convert_option(spec: OptionSpec) -> Result<OptionDecl, String> {
@@ -388,6 +390,7 @@ fn convert_choice(spec: ChoiceSpec) -> Result<Choice, String> {
                 id: BindingId::Named(binding.id),
                 service: service.clone(),
                 words: binding.run,
+                unbind: binding.unbind,
             })
             .collect(),
         ChoiceTarget::Value(value) if !spec.bindings.is_empty() => {
