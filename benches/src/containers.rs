@@ -53,6 +53,28 @@ fn engine(socket: &Path) -> Containerd {
     })
 }
 
+/// `ctr run -d` of `reference` as `id`, sleeping.
+pub(crate) fn ctr_run_sleeper(
+    socket: &Path,
+    namespace: &str,
+    reference: &str,
+    id: &str,
+) -> anyhow::Result<()> {
+    ctr(
+        socket,
+        &[
+            "-n",
+            namespace,
+            "run",
+            "-d",
+            reference,
+            id,
+            "/bin/sleep",
+            "600",
+        ],
+    )
+}
+
 /// Kills the `ctr run` container `id` of `namespace` and deletes it.
 pub(crate) fn ctr_remove(socket: &Path, namespace: &str, id: &str) -> anyhow::Result<()> {
     ctr(
@@ -380,19 +402,7 @@ fn apply(cairn: &Path, socket: &Path, registry: &str, reference: &str) -> anyhow
     for index in 0..RUNS {
         let id = format!("run{index}");
         let started = Instant::now();
-        ctr(
-            socket,
-            &[
-                "-n",
-                CTR_NAMESPACE,
-                "run",
-                "-d",
-                reference,
-                &id,
-                "/bin/sleep",
-                "600",
-            ],
-        )?;
+        ctr_run_sleeper(socket, CTR_NAMESPACE, reference, &id)?;
         theirs.push(started.elapsed());
         ctr_remove(socket, CTR_NAMESPACE, &id)?;
     }

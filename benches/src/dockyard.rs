@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::daemon::{cli, footprint, install_signed, prepare_root, start};
 use crate::stats::median_p99;
 
-use crate::containers::{ctr, ctr_remove, ms, parts, registry};
+use crate::containers::{ctr, ctr_remove, ctr_run_sleeper, ms, parts, registry};
 
 const RUNS: usize = 5;
 const NAMESPACE: &str = "cairn-bench-dockyard";
@@ -107,20 +107,7 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
     for index in 0..RUNS {
         let started = Instant::now();
         for (name, reference) in ["db", "app"].iter().zip(&references) {
-            let id = format!("{name}{index}");
-            ctr(
-                &socket,
-                &[
-                    "-n",
-                    CTR_NAMESPACE,
-                    "run",
-                    "-d",
-                    reference,
-                    &id,
-                    "/bin/sleep",
-                    "600",
-                ],
-            )?;
+            ctr_run_sleeper(&socket, CTR_NAMESPACE, reference, &format!("{name}{index}"))?;
         }
         theirs.push(started.elapsed());
         for name in ["db", "app"] {
