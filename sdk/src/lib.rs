@@ -63,6 +63,7 @@ pub mod commands;
 pub mod container;
 mod error;
 pub mod events;
+pub mod fs;
 pub mod http;
 pub mod kv;
 pub mod log;

@@ -13,6 +13,16 @@ use crate::bindings::cairn::host::timer as host;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::testing::fake::timer as host;
 
+/// Milliseconds since the Unix epoch by the wall clock (0 if it reads
+/// before 1970): for timestamps in records and replies.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// Handle of a pending timer, unique within the running instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimerId(pub u64);

@@ -13,7 +13,7 @@
 //!   options or secrets in a container's environment.
 //! - The first step that fails or times out stops the install.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use cairn_sdk::{CommandError, container, events, kv, metrics};
 use serde::{Deserialize, Serialize};
@@ -67,14 +67,6 @@ pub struct StepRecord {
 
 fn key(consumer: &str, provider: &str, id: &str) -> String {
     format!("{RECORD_PREFIX}{consumer}/{provider}/{id}")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// Every provider's directory of step secrets (none survive a finished step).
@@ -202,7 +194,7 @@ fn run_step(
         binding.id,
         shown
     );
-    let started_ms = now_ms();
+    let started_ms = cairn_sdk::timer::now_ms();
     let clock = Instant::now();
     let args: Vec<&str> = argv.iter().map(String::as_str).collect();
     let result = container::exec_with_input(

@@ -6,9 +6,10 @@
 //!
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cairn_sdk::container::{self, Network, PullPolicy, Spec};
+use cairn_sdk::fs::write_atomic;
 use cairn_sdk::{CommandError, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -51,14 +52,6 @@ pub struct Given {
 
 const RECORD_PREFIX: &str = "service/";
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
 
 pub fn record(service: &str) -> Result<Option<Record>, CommandError> {
     Ok(kv::get_json(&format!("{RECORD_PREFIX}{service}"))?)
@@ -219,7 +212,7 @@ pub fn install(
             .iter()
             .map(|s| s.service.clone())
             .collect(),
-        installed_ms: now_ms(),
+        installed_ms: cairn_sdk::timer::now_ms(),
     };
     // The profile first: a record always has the values it was made from.
     let profile = sealer.seal_json(&profile).map_err(CommandError::internal)?;
@@ -318,18 +311,6 @@ fn write_files(
     }
     write_atomic(&format!("{dir}/options.env"), options.as_bytes())?;
     Ok(Files { dir })
-}
-
-pub fn write_atomic(path: &str, bytes: &[u8]) -> Result<(), CommandError> {
-    use std::io::Write as _;
-    let temporary = format!("{path}.tmp");
-    let written = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    written.map_err(|err| CommandError::internal(format!("cannot write {path}: {err}")))
 }
 
 /// The service's image, pinned: `registry/repository@digest`.

@@ -36,7 +36,7 @@ impl Sealer {
                 getrandom::getrandom(&mut key).map_err(|err| format!("no randomness: {err}"))?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|err| format!("cannot create {dir}: {err}"))?;
-                crate::install::write_atomic(&path, &key).map_err(|err| err.message)?;
+                cairn_sdk::fs::write_atomic(&path, &key)?;
                 cairn_sdk::info!("made the device key that seals services' secrets: {path}");
                 key
             }

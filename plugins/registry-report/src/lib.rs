@@ -14,7 +14,7 @@
 mod gather;
 mod settings;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cairn_sdk::http::{Method, Request};
 use cairn_sdk::timer::{self, TimerId};
@@ -47,14 +47,6 @@ struct Outcome {
     error: Option<String>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
 impl Reporter {
     /// Gathers and sends one report; the outcome is kept for `status` and health.
     fn report(&mut self) -> Outcome {
@@ -65,7 +57,7 @@ impl Reporter {
         let outcome = match sent {
             Ok(digests) => Outcome {
                 ok: true,
-                at_ms: now_ms(),
+                at_ms: cairn_sdk::timer::now_ms(),
                 digests,
                 error: None,
             },
@@ -73,7 +65,7 @@ impl Reporter {
                 cairn_sdk::warn!("no in-use report sent to {}: {error}", self.settings.url);
                 Outcome {
                     ok: false,
-                    at_ms: now_ms(),
+                    at_ms: cairn_sdk::timer::now_ms(),
                     digests: 0,
                     error: Some(error),
                 }

@@ -4,7 +4,6 @@
 //! key-value store, one key each, so a crash loses at most the one being made.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_sdk::{CommandError, kv};
 use serde::Deserialize;
@@ -50,14 +49,6 @@ pub struct InUseReport {
     pub device: String,
     /// Digest → users (a container, a plugin, a deployment).
     pub digests: BTreeMap<String, Vec<String>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 fn valid_name(text: &str) -> bool {
@@ -126,7 +117,7 @@ pub fn publish(
         tag: request.tag,
         digest,
         environment: request.environment,
-        published_ms: now_ms(),
+        published_ms: cairn_sdk::timer::now_ms(),
         successful: request.successful,
         kind: request.kind,
         revision: request.revision,

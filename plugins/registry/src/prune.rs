@@ -11,7 +11,7 @@
 //! is ever deleted, and garbage collection only runs on a read-only registry)
 //! and a lock that is released once the job finishes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cairn_sdk::process::{self, ProcessId};
 use cairn_sdk::{CommandError, kv, metrics, timer};
@@ -127,13 +127,7 @@ enum Progress {
     Finish,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
+pub use cairn_sdk::timer::now_ms;
 
 /// The running prune, if any.
 pub fn current() -> Result<Option<Job>, String> {

@@ -8,10 +8,11 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+pub use cairn_sdk::fs::write_atomic;
 
 /// bcrypt cost: the least bcrypt allows. docker-registry checks the hash on
 /// every request, so the cost is paid by every request (cost 10 took ~70 ms
@@ -160,20 +161,9 @@ impl Credentials {
         self.htpasswd_sha256 = hex(&Sha256::digest(htpasswd.as_bytes()));
         let json = serde_json::to_vec_pretty(self).map_err(|err| err.to_string())?;
         write_atomic(&format!("{dir}/credentials.json"), &json)?;
-        write_atomic(&format!("{dir}/htpasswd"), htpasswd.as_bytes())
+        write_atomic(&format!("{dir}/htpasswd"), htpasswd.as_bytes())?;
+        Ok(())
     }
-}
-
-/// Replaces `path` with `bytes`: a temporary file, synced, renamed over it.
-pub fn write_atomic(path: &str, bytes: &[u8]) -> Result<(), String> {
-    let temporary = format!("{path}.tmp");
-    let written = (|| {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    written.map_err(|err| format!("cannot write {path}: {err}"))
 }
 
 fn random_hex(bytes: usize) -> Result<String, String> {
