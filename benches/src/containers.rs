@@ -268,6 +268,7 @@ async fn execs(socket: &Path, reference: &str, state: &Path) -> anyhow::Result<(
             ExecSpec {
                 args: vec!["/bin/true".into()],
                 env: Vec::new(),
+                clear_env: false,
                 working_dir: None,
                 stdin: Vec::new(),
                 timeout_ms: 10_000,

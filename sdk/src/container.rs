@@ -430,22 +430,74 @@ pub fn exec_with_input(
     stdin: &[u8],
     timeout: Duration,
 ) -> Result<ExecResult> {
-    let result = host::exec(
-        name,
-        &host::ExecSpec {
-            args: strings(args),
-            env: Vec::new(),
-            working_dir: None,
-            stdin: stdin.to_vec(),
-            timeout_ms: millis(timeout),
-        },
-    )?;
-    Ok(ExecResult {
-        exit_code: result.exit_code,
-        timed_out: result.timed_out,
-        stdout: result.stdout,
-        stderr: result.stderr,
-    })
+    Exec::new(args, timeout).stdin(stdin).run(name)
+}
+
+/// A command to run inside a running container, for more than [`exec`]
+/// says: its input, environment and working directory.
+///
+/// ```ignore
+/// let result = container::Exec::new(&["/bin/sh", "-c", "id"], Duration::from_secs(5))
+///     .clear_env()
+///     .env("MODE", "check")
+///     .run("web")?;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Exec {
+    spec: host::ExecSpec,
+}
+
+impl Exec {
+    /// `args` (the program first; no shell unless you name one), killed
+    /// after `timeout` (at most ten minutes).
+    pub fn new(args: &[&str], timeout: Duration) -> Exec {
+        Exec {
+            spec: host::ExecSpec {
+                args: strings(args),
+                env: Vec::new(),
+                clear_env: false,
+                working_dir: None,
+                stdin: Vec::new(),
+                timeout_ms: millis(timeout),
+            },
+        }
+    }
+
+    /// Bytes written to its standard input, which is then closed.
+    pub fn stdin(mut self, bytes: &[u8]) -> Exec {
+        self.spec.stdin = bytes.to_vec();
+        self
+    }
+
+    /// Sets one environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Exec {
+        self.spec.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts from an empty environment instead of the container's: the
+    /// command sees only a standard `PATH` and what [`Exec::env`] sets.
+    pub fn clear_env(mut self) -> Exec {
+        self.spec.clear_env = true;
+        self
+    }
+
+    /// Runs it in `dir` instead of the container's working directory.
+    pub fn working_dir(mut self, dir: &str) -> Exec {
+        self.spec.working_dir = Some(dir.to_string());
+        self
+    }
+
+    /// Runs it in the running container `name` and waits for it.
+    pub fn run(&self, name: &str) -> Result<ExecResult> {
+        let result = host::exec(name, &self.spec)?;
+        Ok(ExecResult {
+            exit_code: result.exit_code,
+            timed_out: result.timed_out,
+            stdout: result.stdout,
+            stderr: result.stderr,
+        })
+    }
 }
 
 /// The last `max_bytes` (at most 64 KiB) of its main process's output.

@@ -100,6 +100,7 @@ pub async fn run(
         &entry.spec,
         &spec.args,
         &spec.env,
+        spec.clear_env,
         spec.working_dir.as_deref(),
     );
     let process =

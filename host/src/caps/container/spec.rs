@@ -347,17 +347,25 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value, String> {
     }))
 }
 
-/// The process spec of an exec inside a container whose spec is `spec`.
+/// `PATH` of an exec whose environment is cleared.
+const CLEARED_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process spec of an exec inside a container whose spec is `spec`:
+/// the container's environment with `env` on top, or (`clear_env`) only a
+/// standard `PATH` and `env`.
 pub fn exec_process(
     spec: &Value,
     args: &[String],
     env: &[(String, String)],
+    clear_env: bool,
     cwd: Option<&str>,
 ) -> Value {
     let mut process = spec.get("process").cloned().unwrap_or_else(|| json!({}));
     process["args"] = json!(args);
     process["terminal"] = json!(false);
-    if let Some(Value::Array(existing)) = process.get("env").cloned() {
+    if clear_env {
+        process["env"] = json!(override_env(vec![CLEARED_PATH.to_string()], env));
+    } else if let Some(Value::Array(existing)) = process.get("env").cloned() {
         let base = existing
             .iter()
             .filter_map(|entry| entry.as_str().map(str::to_string))

@@ -121,6 +121,7 @@ fn exec(args: &[&str]) -> ExecSpec {
     ExecSpec {
         args: args.iter().map(|arg| arg.to_string()).collect(),
         env: Vec::new(),
+        clear_env: false,
         working_dir: None,
         stdin: Vec::new(),
         timeout_ms: 10_000,
@@ -382,6 +383,18 @@ async fn exec_stop_and_limits_work_on_a_running_container() {
     assert_eq!(String::from_utf8_lossy(&result.stdout), "from stdin\nhi\n");
     assert_eq!(String::from_utf8_lossy(&result.stderr), "err\n");
     assert_eq!((result.exit_code, result.timed_out), (4, false));
+    // A cleared environment: the container's GREETING is gone, PATH and
+    // what the exec sets are there.
+    let mut isolated = exec(&["sh", "-c", "env | sort"]);
+    isolated.clear_env = true;
+    isolated.env = vec![("ONLY".into(), "this".into())];
+    let result = container.exec("nap".into(), isolated).await.unwrap();
+    let seen = String::from_utf8_lossy(&result.stdout).into_owned();
+    assert!(!seen.contains("GREETING"), "{seen}");
+    assert!(
+        seen.contains("ONLY=this\n") && seen.contains("PATH=/usr/local/sbin:"),
+        "{seen}"
+    );
     let mut slow = exec(&["/bin/sleep", "30"]);
     slow.timeout_ms = 300;
     let result = container.exec("nap".into(), slow).await.unwrap();
