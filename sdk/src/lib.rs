@@ -77,6 +77,8 @@ pub mod system;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod timer;
+#[cfg(feature = "x509")]
+pub mod x509;
 
 #[doc(hidden)]
 pub mod runtime;

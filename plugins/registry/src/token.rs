@@ -24,7 +24,7 @@ use x509_cert::der::{DecodePem, Encode};
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
 use crate::secrets::{User, hex, write_atomic};
-use crate::tls;
+use cairn_sdk::x509 as tls;
 
 /// The `iss` of every token, as the registry's config expects it.
 pub const ISSUER: &str = "cairn-registry";
@@ -185,7 +185,7 @@ impl Signer {
         let files = Files::in_dir(dir);
         let mut tag = [0u8; 8];
         getrandom::getrandom(&mut tag).map_err(|err| format!("no randomness: {err}"))?;
-        let root_key = SigningKey::random(&mut rand_core::OsRng);
+        let root_key = tls::new_key();
         let root_name = tls::name(&format!("CN=Cairn registry token root {}", hex(&tag)))?;
         let root = tls::issue(
             Profile::Root,
@@ -195,7 +195,7 @@ impl Signer {
             CERT_LIFETIME,
             Vec::new(),
         )?;
-        let key = SigningKey::random(&mut rand_core::OsRng);
+        let key = tls::new_key();
         let profile = Profile::Leaf {
             issuer: root_name,
             enable_key_agreement: false,
