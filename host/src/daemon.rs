@@ -1,7 +1,6 @@
 //! `cairn daemon`: the kernel, served on the admin socket until a stop signal.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -16,9 +15,6 @@ use crate::logging::LogRing;
 use crate::runtime::CallError;
 use crate::runtime::engine::EngineSettings;
 use crate::supply::oci::{Credentials, RegistryOptions};
-
-/// How long an admin `call` waits for the plugin's reply.
-const CALL_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig, logs: LogRing) -> anyhow::Result<()> {
@@ -247,7 +243,7 @@ impl AdminApi for AdminService {
         };
         let reply = self
             .kernel
-            .call(&plugin, &command, bytes, CALL_WAIT)
+            .call(&plugin, &command, bytes)
             .await
             .map_err(admin_error)?;
         Ok(serde_json::from_slice(&reply).unwrap_or_else(|_| {
@@ -288,6 +284,9 @@ impl AdminApi for AdminService {
 
 /// The error the admin socket returns for a failed kernel operation.
 fn admin_error(err: KernelError) -> AdminError {
+    if let KernelError::Call(CallError::Plugin(reply)) = &err {
+        return AdminError::from_plugin(reply);
+    }
     let code = match &err {
         _ if err.is_policy() => ErrorCode::Policy,
         KernelError::Invalid(_)
@@ -299,7 +298,6 @@ fn admin_error(err: KernelError) -> AdminError {
         KernelError::Conflict(_) | KernelError::Vetted { .. } => ErrorCode::Conflict,
         KernelError::NotFound(_) => ErrorCode::NotFound,
         KernelError::Call(CallError::Timeout(_)) => ErrorCode::Timeout,
-        KernelError::Call(CallError::Plugin(_)) => ErrorCode::Invalid,
         KernelError::Call(_) => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     };

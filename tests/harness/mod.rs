@@ -588,6 +588,24 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        unmount_below(self.root());
+    }
+}
+
+/// Detaches what is mounted below `dir` — the network namespaces a killed
+/// daemon's containers were pinned to — so that the directory can go and
+/// no stale namespace keeps an address later tests are given again.
+fn unmount_below(dir: &Path) {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    for point in mounts.lines().filter_map(|line| line.split(' ').nth(1)) {
+        if Path::new(point).starts_with(dir)
+            && let Ok(point) = std::ffi::CString::new(point)
+        {
+            // SAFETY: a valid C string; failure leaves the mount as it was.
+            unsafe { libc::umount2(point.as_ptr(), libc::MNT_DETACH) };
+        }
     }
 }
 

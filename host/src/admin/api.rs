@@ -30,6 +30,14 @@ pub enum ErrorCode {
 pub struct AdminError {
     pub code: ErrorCode,
     pub message: String,
+    /// When a plugin's command failed with a typed error: its code
+    /// (`not-found`, `conflict`…), as the REST and MQTT APIs give it.
+    #[serde(
+        default,
+        rename = "plugin-code",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub plugin_code: Option<String>,
 }
 
 impl AdminError {
@@ -37,6 +45,25 @@ impl AdminError {
         AdminError {
             code,
             message: message.into(),
+            plugin_code: None,
+        }
+    }
+
+    /// A plugin command's error: its typed `{"code", "message"}` reply is
+    /// unwrapped into the message and `plugin-code`.
+    pub fn from_plugin(reply: &str) -> Self {
+        #[derive(Deserialize)]
+        struct Typed {
+            code: String,
+            message: String,
+        }
+        match serde_json::from_str::<Typed>(reply) {
+            Ok(typed) => AdminError {
+                code: ErrorCode::Invalid,
+                message: typed.message,
+                plugin_code: Some(typed.code),
+            },
+            Err(_) => AdminError::new(ErrorCode::Invalid, reply),
         }
     }
 }

@@ -1,7 +1,5 @@
 //! `cairn:host/commands`: calling another plugin's `on-command`.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use wasmtime::component::Linker;
 
@@ -9,9 +7,6 @@ use super::{CapView, Capability, CapsData, HostSetup, InstanceSetup, ViewOf};
 use crate::contract::bindings::CapError;
 use crate::contract::bindings::cairn::host::commands::{self as wit, CallError};
 use crate::policy::NamePattern;
-
-/// How long a plugin waits for another plugin's reply (queue and execution).
-const CALL_WAIT: Duration = Duration::from_secs(30);
 
 pub struct Commands;
 
@@ -64,6 +59,6 @@ impl wit::Host for CapView<'_, Commands> {
             )));
         }
         let host = crate::contract::host(&self.ctx.host).map_err(CallError::Host)?;
-        host.call(&plugin, &command, payload, CALL_WAIT).await
+        host.call(&plugin, &command, payload).await
     }
 }

@@ -77,6 +77,8 @@ pub(crate) fn render(result: Result<Outcome, AdminError>, json: bool) -> Rendere
             let stderr = if json {
                 let wrapped = serde_json::json!({ "error": error });
                 format!("{wrapped}\n")
+            } else if let Some(code) = &error.plugin_code {
+                format!("error: {} ({code})\n", error.message.trim_end())
             } else {
                 format!("error: {}\n", error.message.trim_end())
             };

@@ -29,13 +29,13 @@ pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// it on a plugin's behalf, in the plugin-facing (WIT) types. Grants are
 /// checked by the capability before it calls here.
 pub trait PluginHost: Send + Sync {
-    /// Calls `command` on `plugin`'s serving release.
+    /// Calls `command` on `plugin`'s serving release, waiting for the reply
+    /// as long as that plugin's policy says (`[limits] reply-wait`).
     fn call<'a>(
         &'a self,
         plugin: &'a str,
         command: &'a str,
         payload: Vec<u8>,
-        wait: Duration,
     ) -> HostFuture<'a, Result<Vec<u8>, CallError>>;
 
     /// Queues `event` for `plugin`'s serving release, waiting up to `wait` for

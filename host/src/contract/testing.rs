@@ -110,7 +110,6 @@ impl PluginHost for FakeHost {
         plugin: &'a str,
         command: &'a str,
         payload: Vec<u8>,
-        _wait: Duration,
     ) -> HostFuture<'a, Result<Vec<u8>, CallError>> {
         self.record(HostCall::Call {
             plugin: plugin.into(),

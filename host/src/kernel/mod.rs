@@ -175,7 +175,6 @@ impl Kernel {
         plugin: &str,
         command: &str,
         payload: Vec<u8>,
-        wait: Duration,
     ) -> Result<Vec<u8>, KernelError> {
         let release = self
             .slot(plugin)
@@ -185,7 +184,7 @@ impl Kernel {
             .active
             .load_full();
         release
-            .command(command, payload, wait)
+            .command(command, payload, release.limits.reply_wait)
             .await
             .map_err(KernelError::Call)
     }

@@ -30,10 +30,9 @@ impl PluginHost for Kernel {
         plugin: &'a str,
         command: &'a str,
         payload: Vec<u8>,
-        wait: Duration,
     ) -> HostFuture<'a, Result<Vec<u8>, CallError>> {
         Box::pin(async move {
-            match Kernel::call(self, plugin, command, payload, wait).await {
+            match Kernel::call(self, plugin, command, payload).await {
                 Ok(reply) => Ok(reply),
                 Err(KernelError::Call(RuntimeCallError::Plugin(message))) => {
                     Err(CallError::Plugin(message))

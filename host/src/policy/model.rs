@@ -41,6 +41,9 @@ pub struct Limits {
     pub memory: u64,
     /// Wasm execution time allowed per call.
     pub call_timeout: Duration,
+    /// How long a caller (the CLI, an adapter, another plugin) waits for a
+    /// reply to one of the plugin's commands, queueing included.
+    pub reply_wait: Duration,
     /// First restart delay after a fault; doubles on each further fault.
     pub restart_backoff: Duration,
     /// Cap on the restart delay.
@@ -60,6 +63,8 @@ pub mod bounds {
     pub const MEMORY_MAX: u64 = 4 << 30;
     pub const CALL_TIMEOUT_MIN: Duration = Duration::from_millis(10);
     pub const CALL_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+    pub const REPLY_WAIT_MIN: Duration = Duration::from_secs(1);
+    pub const REPLY_WAIT_MAX: Duration = Duration::from_secs(3600);
     pub const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(10);
     pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(3600);
     pub const RESTART_BACKOFF_CAP_MAX: Duration = Duration::from_secs(24 * 3600);
@@ -71,6 +76,7 @@ impl Default for Limits {
         Limits {
             memory: 32 << 20,
             call_timeout: Duration::from_secs(5),
+            reply_wait: Duration::from_secs(30),
             restart_backoff: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(60),
             soak: Duration::from_secs(30),

@@ -21,6 +21,7 @@ const PLUGIN_KEYS: &[&str] = &["name", "signers", "description"];
 const LIMIT_KEYS: &[&str] = &[
     "memory",
     "call-timeout",
+    "reply-wait",
     "restart-backoff",
     "restart-backoff-max",
     "soak",
@@ -272,6 +273,9 @@ fn parse_limits(src: Source<'_>, t: &DeTable<'_>) -> Result<Limits, PolicyError>
             "call-timeout" => {
                 limits.call_timeout =
                     duration_in(bounds::CALL_TIMEOUT_MIN, bounds::CALL_TIMEOUT_MAX)?
+            }
+            "reply-wait" => {
+                limits.reply_wait = duration_in(bounds::REPLY_WAIT_MIN, bounds::REPLY_WAIT_MAX)?
             }
             "restart-backoff" => {
                 limits.restart_backoff =

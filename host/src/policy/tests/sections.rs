@@ -18,6 +18,7 @@ fn full_example() {
         Limits {
             memory: 64 << 20,
             call_timeout: Duration::from_millis(250),
+            reply_wait: Duration::from_secs(30),
             restart_backoff: Duration::from_secs(2),
             restart_backoff_max: Duration::from_secs(120),
             soak: Duration::from_secs(45),
@@ -66,6 +67,16 @@ fn defaults() {
     let p = parse(&with("[limits]\n[config]\n[grants]\n")).unwrap();
     assert_eq!(p.limits, Limits::default());
     assert_eq!(p.config, json!({}));
+}
+
+#[test]
+fn reply_wait_is_bounded() {
+    let p = parse(&with("[limits]\nreply-wait = \"15m\"\n")).unwrap();
+    assert_eq!(p.limits.reply_wait, Duration::from_secs(900));
+    for wrong in ["500ms", "2h"] {
+        let e = err(&with(&format!("[limits]\nreply-wait = \"{wrong}\"\n")));
+        assert!(e.to_string().contains("reply-wait"), "{e}");
+    }
 }
 
 #[test]
@@ -143,7 +154,7 @@ fn unknown_keys_name_key_section_and_line() {
     assert_eq!(
         err(&with("[limits]\nmemroy = 1\n")).to_string(),
         "counter.toml:5:1: unknown key `memroy` in [limits] (allowed: memory, call-timeout, \
-         restart-backoff, restart-backoff-max, soak, soak-max-faults)"
+         reply-wait, restart-backoff, restart-backoff-max, soak, soak-max-faults)"
     );
     // Keys in [config] are free-form.
     assert!(parse(&with("[config]\nanything = 1\n")).is_ok());
