@@ -7,7 +7,7 @@
 
 mod harness;
 
-use harness::containers::{TestContainerd, busybox_image_labelled, push_image};
+use harness::containers::{TestContainerd, busybox_image_running, push_image};
 use harness::registry::TestRegistry;
 use harness::{Daemon, Options, plugin_wasm};
 use serde_json::{Value, json};
@@ -29,6 +29,33 @@ const APP_OPTIONS: &str = r#"{"options": [
   {"name": "runtime_args", "default": "3600"}
 ]}"#;
 
+/// A service with TLS material (and an option to change).
+const TLS_OPTIONS: &str = r#"{"mode": ["fast", "safe"], "tls_cert": ["!tls cert"], "tls_key": ["!tls key"], "tls_ca": ["!tls ca"], "runtime_command": ["/bin/sleep"], "runtime_args": ["3600"]}"#;
+
+/// A provider that serves (2 s after it starts) on 8080, and says so
+/// through its ready check; another whose check never passes.
+const WEB_OPTIONS: &str = r#"{"options": [{"name": "port_http", "default": "28085->8080"}],
+  "ready": {"check": "tcp://{ip}:8080", "interval": "200ms", "start-timeout": "30s"}}"#;
+const WEB_CMD: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM; sleep 2; httpd -f -p 8080 -h / & wait",
+];
+const NEVER_OPTIONS: &str = r#"{"options": [{"name": "port_http", "default": "28086->8080"}],
+  "ready": {"check": "tcp://{ip}:8080", "interval": "200ms", "start-timeout": "3s"}}"#;
+/// Consumers of `web` that are rebound, restarted or left alone when it restarts.
+const FRONT_OPTIONS: &str = r#"{"options": [{"name": "backend", "type": "service", "choices": [
+  {"service": "web", "on-restart": "rebind", "bindings": [{"id": "register", "run": ["true"]}]},
+  {"service": "never"}]}]}"#;
+const SIDE_OPTIONS: &str = r#"{"backend=&web": []}"#;
+const LAZY_OPTIONS: &str = r#"{"options": [{"name": "backend", "type": "service", "choices": [{"service": "web", "on-restart": "ignore"}]}]}"#;
+/// Runs until stopped, and stops at once on SIGTERM.
+const IDLE_CMD: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM; while true; do sleep 1; done",
+];
+
 /// Consumers of `db` whose binding fails, or outlasts the timeout.
 const FAILING_OPTIONS: &str = r#"{"database=&db": ["&bindings.grant false"]}"#;
 const SLOW_OPTIONS: &str = r#"{"database=&db": ["&bindings.wait sleep 30"]}"#;
@@ -46,19 +73,32 @@ fn bed(n: u8) -> Bed {
     let containerd = TestContainerd::start();
     let registry = TestRegistry::start();
     let address = registry.address.clone();
-    for (service, label, options) in [
-        ("db", "io.nanocloud.options", DB_OPTIONS),
-        ("app", "dev.cairn.options", APP_OPTIONS),
+    let shell: &[&str] = &["/bin/sh"];
+    for (service, label, options, cmd) in [
+        ("db", "io.nanocloud.options", DB_OPTIONS, shell),
+        ("app", "dev.cairn.options", APP_OPTIONS, shell),
         (
             "broken",
             "io.nanocloud.options",
             r#"{"seed": ["!rand 8 emoji"]}"#,
+            shell,
         ),
-        ("plain", "org.opencontainers.image.title", "no options"),
-        ("failing", "io.nanocloud.options", FAILING_OPTIONS),
-        ("slow", "io.nanocloud.options", SLOW_OPTIONS),
+        (
+            "plain",
+            "org.opencontainers.image.title",
+            "no options",
+            shell,
+        ),
+        ("failing", "io.nanocloud.options", FAILING_OPTIONS, shell),
+        ("slow", "io.nanocloud.options", SLOW_OPTIONS, shell),
+        ("tlsd", "io.nanocloud.options", TLS_OPTIONS, shell),
+        ("web", "dev.cairn.options", WEB_OPTIONS, WEB_CMD),
+        ("never", "dev.cairn.options", NEVER_OPTIONS, IDLE_CMD),
+        ("front", "dev.cairn.options", FRONT_OPTIONS, IDLE_CMD),
+        ("side", "io.nanocloud.options", SIDE_OPTIONS, IDLE_CMD),
+        ("lazy", "dev.cairn.options", LAZY_OPTIONS, IDLE_CMD),
     ] {
-        let blobs = busybox_image_labelled(0, &[(label, options)]);
+        let blobs = busybox_image_running(0, &[(label, options)], cmd);
         push_image(
             &address,
             None,
@@ -87,6 +127,7 @@ name = "dockyard"
 signers = ["dev"]
 [limits]
 call-timeout = "60s"
+reply-wait = "5m"
 [config]
 images = "{address}/dockyard/{{service}}:latest"
 state = "{state_dir}"
@@ -101,9 +142,11 @@ max-timers = 8
 publish = ["dockyard/#"]
 [grants.files]
 private = ["{state_dir}"]
+[grants.commands]
+call = ["health/status", "health/add", "health/get", "health/remove"]
 [grants.container]
 images = ["{address}/dockyard/*"]
-ports = ["18080"]
+ports = ["18080", "28085", "28086"]
 [[grants.container.mounts]]
 path = "{state_dir}"
 "#
@@ -521,4 +564,238 @@ fn a_daemon_killed_mid_install_leaves_nothing_half_made() {
     assert!(again.contains("timed-out"), "{again}");
     let steps = bed.call("bindings", "slow", json!({})).unwrap();
     assert_eq!(steps[0]["attempts"], 1, "{steps}");
+}
+
+/// `!tls`: a plan shows where the material will be and makes none; an
+/// install issues it from the device CA once, and a re-install, a restart
+/// or a backup restored keeps the same certificate; a fresh install gets a
+/// new one from the same CA.
+#[test]
+fn tls_material_is_issued_once_by_the_device_ca() {
+    let mut bed = bed(4);
+    let plan = bed.plan("tlsd", json!({})).unwrap();
+    assert_eq!(
+        Bed::option(&plan, "tls_cert")["value"],
+        "/run/cairn/dockyard/tls/cert.pem",
+        "{plan:#}"
+    );
+    assert_eq!(plan["container"]["tls-dir"], "/run/cairn/dockyard/tls");
+    assert!(!bed.state.path().join("tls").exists(), "a plan made a CA");
+
+    bed.call("install", "tlsd", json!({})).unwrap();
+    let dir = bed.state.path().join("services/tlsd/tls");
+    let ca = bed.file("tls/ca.pem");
+    let cert = bed.file("services/tlsd/tls/cert.pem");
+    let key = bed.file("services/tlsd/tls/key.pem");
+    assert!(key.contains("PRIVATE KEY"), "{key}");
+    assert_eq!(bed.file("services/tlsd/tls/ca.pem"), ca);
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("ca.pem"))
+        .arg(dir.join("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let subject = std::process::Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-ext",
+            "subjectAltName",
+            "-in",
+        ])
+        .arg(dir.join("cert.pem"))
+        .output()
+        .unwrap();
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(
+        subject.contains("CN = tlsd") && subject.contains("DNS:tlsd"),
+        "{subject}"
+    );
+    // The container reads what the host holds.
+    let task = bed.running().pop().unwrap();
+    let inside = bed.containerd.ctr(
+        &bed.namespace,
+        &[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "read-cert",
+            &task,
+            "cat",
+            "/run/cairn/dockyard/tls/cert.pem",
+        ],
+    );
+    assert_eq!(inside, cert);
+
+    // A changed option, a restart: the same certificate.
+    let changed = bed
+        .call("install", "tlsd", json!({"mode": "safe"}))
+        .unwrap();
+    assert_eq!(changed["changed"], true, "{changed}");
+    bed.daemon.restart();
+    bed.call("install", "tlsd", json!({})).unwrap();
+    assert_eq!(bed.file("services/tlsd/tls/cert.pem"), cert);
+    assert_eq!(bed.file("services/tlsd/tls/key.pem"), key);
+
+    // A backup holds it sealed; restored, the service has it again.
+    let backup = bed.call("export", "tlsd", json!({})).unwrap();
+    let key_body: String = key.lines().nth(1).unwrap().to_string();
+    assert!(
+        !backup.to_string().contains(&key_body),
+        "the key in a backup"
+    );
+    bed.call("uninstall", "tlsd", json!({})).unwrap();
+    assert!(!dir.exists());
+    bed.daemon
+        .call("dockyard", "import", &backup.to_string())
+        .unwrap();
+    bed.call("install", "tlsd", json!({})).unwrap();
+    assert_eq!(bed.file("services/tlsd/tls/cert.pem"), cert);
+    assert_eq!(bed.file("services/tlsd/tls/key.pem"), key);
+
+    // Installed afresh: a new certificate, from the same CA.
+    bed.call("uninstall", "tlsd", json!({})).unwrap();
+    bed.call("install", "tlsd", json!({})).unwrap();
+    assert_ne!(bed.file("services/tlsd/tls/cert.pem"), cert);
+    assert_eq!(bed.file("tls/ca.pem"), ca);
+    let log = bed.daemon.daemon_log();
+    let ca_key = bed.file("tls/ca-key.pem");
+    let ca_key_body = ca_key.lines().nth(1).unwrap();
+    assert!(
+        !log.contains(&key_body) && !log.contains(ca_key_body),
+        "a key in the log"
+    );
+}
+
+/// Readiness and restarts, with the real `health` plugin: an install waits
+/// for its service's ready check; a consumer is refused while its provider
+/// is not ready; when a provider's container dies and is started again,
+/// each consumer is handled as it declared (rebound and restarted,
+/// restarted, or left alone).
+#[test]
+fn providers_gate_readiness_and_restarts_reach_their_consumers() {
+    let bed = bed(5);
+    let health = std::fs::read_to_string(harness::workspace().join("policies/health.toml"))
+        .unwrap()
+        .replace(
+            r#"tcp-connect = ["127.0.0.1:*", "[::1]:*"]"#,
+            r#"tcp-connect = ["127.0.0.1:*", "10.235.0.0/24:*"]"#,
+        );
+    assert!(
+        health.contains("10.235.0.0/24"),
+        "the health policy changed"
+    );
+    bed.daemon.write_policy("health", &health);
+    bed.daemon.install(&plugin_wasm("health")).unwrap();
+
+    // The install returns once the check passed (the server starts 2 s in).
+    let web = bed.call("install", "web", json!({})).unwrap();
+    assert_eq!(web["changed"], true, "{web}");
+    let check = bed
+        .daemon
+        .call("health", "get", r#"{"name": "dockyard-web"}"#)
+        .unwrap();
+    assert_eq!(check["state"], "healthy", "{check}");
+    let listed = bed.daemon.call("dockyard", "list", "null").unwrap();
+    assert_eq!(listed[0]["ready"], true, "{listed}");
+
+    // A provider whose check never passes: installed, not ready, and no
+    // consumer of it is installed.
+    let never = bed.call("install", "never", json!({})).unwrap_err();
+    assert!(
+        never.contains("unavailable") && never.contains("not ready"),
+        "{never}"
+    );
+    let listed = bed.daemon.cli(&["service", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("never") && line.contains("not-ready")),
+        "{listed}"
+    );
+    let refused = bed
+        .call("install", "front", json!({"backend": "never"}))
+        .unwrap_err();
+    assert!(
+        refused.contains("needs never, which is not ready"),
+        "{refused}"
+    );
+    bed.call("uninstall", "never", json!({})).unwrap();
+    let checks = bed.daemon.call("health", "status", "null").unwrap();
+    assert!(
+        !checks.to_string().contains("dockyard-never"),
+        "the check of an uninstalled service stays: {checks}"
+    );
+
+    for consumer in ["front", "side", "lazy"] {
+        bed.call("install", consumer, json!({"backend": "web"}))
+            .unwrap();
+    }
+    let pids = |bed: &Bed| -> std::collections::BTreeMap<String, String> {
+        bed.containerd
+            .ctr(&bed.namespace, &["tasks", "ls"])
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let task = fields.next()?;
+                let pid = fields.next()?;
+                let service = ["web", "front", "side", "lazy"]
+                    .into_iter()
+                    .find(|service| task.contains(service))?;
+                Some((service.to_string(), pid.to_string()))
+            })
+            .collect()
+    };
+    let before = pids(&bed);
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    // web dies; the supervisor starts it again, waits for it to be ready,
+    // then handles each consumer.
+    let web_task = bed
+        .running()
+        .into_iter()
+        .find(|task| task.contains("web"))
+        .unwrap();
+    bed.containerd.ctr(
+        &bed.namespace,
+        &["tasks", "kill", "-s", "SIGKILL", &web_task],
+    );
+    let mut now = Default::default();
+    let handled = bed
+        .daemon
+        .eventually(std::time::Duration::from_secs(60), || {
+            now = pids(&bed);
+            now.len() == 4
+                && now["web"] != before["web"]
+                && now["front"] != before["front"]
+                && now["side"] != before["side"]
+        });
+    assert!(
+        handled,
+        "before {before:?}, now {now:?}\n{}",
+        bed.daemon.daemon_log()
+    );
+    assert_eq!(
+        now["lazy"], before["lazy"],
+        "an ignoring consumer was restarted"
+    );
+    let steps = bed.call("bindings", "front", json!({})).unwrap();
+    assert_eq!(
+        (&steps[0]["id"], &steps[0]["attempts"]),
+        (&json!("bindings.register"), &json!(2)),
+        "{steps}"
+    );
+    let log = bed.daemon.daemon_log();
+    assert!(
+        log.contains("service front rebound") && log.contains("service side restarted"),
+        "{log}"
+    );
 }

@@ -213,6 +213,15 @@ pub fn busybox_image_labelled(
     extra: usize,
     labels: &[(&str, &str)],
 ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    busybox_image_running(extra, labels, &["/bin/sh"])
+}
+
+/// [`busybox_image_labelled`] whose config's command is `cmd`.
+pub fn busybox_image_running(
+    extra: usize,
+    labels: &[(&str, &str)],
+    cmd: &[&str],
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let links: Vec<(String, String)> = APPLETS
         .iter()
@@ -247,7 +256,7 @@ pub fn busybox_image_labelled(
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/",
+            "Env": ["PATH=/bin"], "Cmd": cmd, "WorkingDir": "/",
             "Labels": labels.iter().copied().collect::<std::collections::BTreeMap<&str, &str>>(),
         },
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },

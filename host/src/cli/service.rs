@@ -101,12 +101,12 @@ fn render(command: &str, value: &Value) -> String {
             let mut text = String::new();
             for service in value.as_array().into_iter().flatten() {
                 text.push_str(&format!(
-                    "{:<20} {:<8} {}\n",
+                    "{:<20} {:<10} {}\n",
                     service["service"].as_str().unwrap_or("?"),
-                    if service["running"] == true {
-                        "running"
-                    } else {
-                        "stopped"
+                    match (&service["running"], &service["ready"]) {
+                        (Value::Bool(true), Value::Bool(false)) => "not-ready",
+                        (Value::Bool(true), _) => "running",
+                        _ => "stopped",
                     },
                     service["digest"].as_str().unwrap_or("?"),
                 ));

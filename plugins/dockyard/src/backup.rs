@@ -1,5 +1,6 @@
 //! `export` and `import`: a service's record for backup — what the user
-//! gave, what macros generated and its profile, all still sealed under the
+//! gave, what macros generated, its profile and its TLS certificate and
+//! key (when it uses `!tls`), all still sealed under the
 //! device key (named by its id), plus its binding steps' records. Nothing in
 //! an export is a secret in the clear; it imports only where that key is
 //! (the same device, or one restored with `<state>/keys/data.key`), and
@@ -12,7 +13,8 @@ use crate::bindings::{self, StepRecord};
 use crate::device::PROFILE_PREFIX;
 use crate::install::{self, Record};
 use crate::seal::Sealer;
-use crate::settings::valid_service_name;
+use crate::settings::{Settings, valid_service_name};
+use crate::tls;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -22,9 +24,12 @@ pub struct Export {
     /// The sealed profile its consumers import.
     pub profile: String,
     pub bindings: Vec<StepRecord>,
+    /// Its TLS certificate and key, sealed.
+    #[serde(default)]
+    pub tls: Option<String>,
 }
 
-pub fn export(sealer: &Sealer, service: &str) -> Result<Export, CommandError> {
+pub fn export(settings: &Settings, sealer: &Sealer, service: &str) -> Result<Export, CommandError> {
     let record = install::record(service)?
         .ok_or_else(|| CommandError::not_found(format!("service {service} is not installed")))?;
     let profile: String = kv::get_json(&format!("{PROFILE_PREFIX}{service}"))?
@@ -34,10 +39,18 @@ pub fn export(sealer: &Sealer, service: &str) -> Result<Export, CommandError> {
         record,
         profile,
         bindings: bindings::records(service)?,
+        tls: tls::read(settings, service)
+            .map(|material| sealer.seal_json(&material))
+            .transpose()
+            .map_err(CommandError::internal)?,
     })
 }
 
-pub fn import(sealer: &Sealer, export: Export) -> Result<serde_json::Value, CommandError> {
+pub fn import(
+    settings: &Settings,
+    sealer: &Sealer,
+    export: Export,
+) -> Result<serde_json::Value, CommandError> {
     let service = export.record.service.clone();
     if !valid_service_name(&service) {
         return Err(CommandError::invalid(format!(
@@ -55,6 +68,12 @@ pub fn import(sealer: &Sealer, export: Export) -> Result<serde_json::Value, Comm
         .open(&export.record.sealed)
         .and_then(|_| sealer.open(&export.profile))
         .map_err(|err| CommandError::invalid(format!("the export of {service}: {err}")))?;
+    let material: Option<tls::Material> = export
+        .tls
+        .as_deref()
+        .map(|sealed| sealer.open_json(sealed))
+        .transpose()
+        .map_err(|err| CommandError::invalid(format!("the export of {service}: {err}")))?;
     if export.bindings.iter().any(|step| step.consumer != service) {
         return Err(CommandError::invalid(format!(
             "the export of {service} holds another service's binding steps"
@@ -64,6 +83,9 @@ pub fn import(sealer: &Sealer, export: Export) -> Result<serde_json::Value, Comm
         return Err(CommandError::conflict(format!(
             "service {service} is installed: uninstall it before importing"
         )));
+    }
+    if let Some(material) = &material {
+        tls::restore(settings, &service, material)?;
     }
     for step in &export.bindings {
         bindings::save(step)?;

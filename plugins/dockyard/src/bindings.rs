@@ -9,8 +9,9 @@
 //!   secret value masked.
 //! - Each step has an id; a step that succeeded is recorded and not run
 //!   again (on a re-install or a restart); `rebind` runs one again.
-//! - The environment is the provider image's own: Dockyard never puts
-//!   options or secrets in a container's environment.
+//! - The environment is cleared: a step sees only a standard `PATH`, not
+//!   the provider's environment (which may hold its own secrets); Dockyard
+//!   never puts options or secrets in an environment.
 //! - The first step that fails or times out stops the install.
 
 use std::time::Instant;
@@ -116,13 +117,13 @@ pub fn run_pending(
     settings: &Settings,
     consumer: &str,
     resolved: &Resolved,
-    again: Option<&str>,
+    again: &dyn Fn(&Binding) -> bool,
 ) -> Result<Vec<StepRecord>, CommandError> {
     let mut ran = Vec::new();
     for binding in &resolved.bindings {
         let key = key(consumer, &binding.service, &binding.id);
         let previous: Option<StepRecord> = kv::get_json(&key)?;
-        let forced = again == Some(binding.id.as_str());
+        let forced = again(binding);
         if !forced
             && previous
                 .as_ref()
@@ -197,12 +198,10 @@ fn run_step(
     let started_ms = cairn_sdk::timer::now_ms();
     let clock = Instant::now();
     let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let result = container::exec_with_input(
-        provider,
-        &args,
-        stdin.as_bytes(),
-        settings.binding_timeout(),
-    );
+    let result = container::Exec::new(&args, settings.binding_timeout())
+        .stdin(stdin.as_bytes())
+        .clear_env()
+        .run(provider);
     let _ = std::fs::remove_dir_all(&host_dir);
     let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (outcome, exit_code, output) = match result {

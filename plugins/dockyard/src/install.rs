@@ -15,11 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::bindings;
+use crate::dependents;
 use crate::device::PROFILE_PREFIX;
-use crate::options::{MASK, Origin, Resolved};
+use crate::options::{MASK, OnRestart, Origin, ReadyCheck, Resolved};
 use crate::plan::{self, OPTIONS_FILE, Planned, SECRETS_DIR, ServiceRequest};
+use crate::ready;
 use crate::seal::Sealer;
 use crate::settings::Settings;
+use crate::tls;
 
 /// What a service is, as installed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +38,12 @@ pub struct Record {
     pub sealed: String,
     /// Providers it uses.
     pub providers: Vec<String>,
+    /// How it shows it is ready, if its label says.
+    #[serde(default)]
+    pub ready: Option<ReadyCheck>,
+    /// What happens to it when one of them restarts (absent: restart).
+    #[serde(default)]
+    pub on_restart: BTreeMap<String, OnRestart>,
     pub installed_ms: u64,
 }
 
@@ -51,7 +60,7 @@ pub struct Given {
 }
 
 const RECORD_PREFIX: &str = "service/";
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub fn record(service: &str) -> Result<Option<Record>, CommandError> {
     Ok(kv::get_json(&format!("{RECORD_PREFIX}{service}"))?)
@@ -136,15 +145,26 @@ pub fn install(
         planned,
     } = rehydrate(settings, sealer, &request.service, &request.options)?;
     for provider in &planned.resolved.services {
-        if !container::info(&provider.service).is_ok_and(|info| info.running) {
+        let not_ready = match record(&provider.service)? {
+            Some(installed) => ready::readiness(settings, &installed).err(),
+            None => Some("it is not installed".to_string()),
+        };
+        if let Some(why) = not_ready {
             return Err(CommandError::new(
                 cairn_sdk::ErrorCode::Unavailable,
                 format!(
-                    "service {} needs {}, whose container is not running",
+                    "service {} needs {}, which is not ready: {why}",
                     request.service, provider.service
                 ),
             ));
         }
+    }
+    let ready_check = planned
+        .declared
+        .as_ref()
+        .and_then(|declared| declared.ready.clone());
+    if ready_check.is_some() {
+        ready::available(settings, &request.service)?;
     }
     let profile = planned.resolved.profile();
     let frozen: BTreeMap<String, String> = planned
@@ -167,8 +187,11 @@ pub fn install(
             json!({"service": request.service, "changed": false, "digest": planned.image.digest}),
         );
     }
-    let bound = bindings::run_pending(settings, &request.service, &planned.resolved, None)?;
+    let bound = bindings::run_pending(settings, &request.service, &planned.resolved, &|_| false)?;
     let files = write_files(settings, &request.service, &planned.resolved)?;
+    if !planned.resolved.tls.is_empty() {
+        tls::ensure(settings, &request.service)?;
+    }
     let spec = container_spec(settings, &request.service, &planned, &files)?;
     if container::info(&request.service).is_ok() {
         let _ = container::stop(&request.service, STOP_GRACE);
@@ -212,6 +235,13 @@ pub fn install(
             .iter()
             .map(|s| s.service.clone())
             .collect(),
+        ready: ready_check.clone(),
+        on_restart: planned
+            .resolved
+            .services
+            .iter()
+            .map(|s| (s.service.clone(), s.on_restart))
+            .collect(),
         installed_ms: cairn_sdk::timer::now_ms(),
     };
     // The profile first: a record always has the values it was made from.
@@ -224,6 +254,16 @@ pub fn install(
         planned.reference,
         planned.image.digest
     );
+    let readiness = match &ready_check {
+        Some(check) => ready::register(settings, &request.service, check)
+            .and_then(|()| ready::wait(settings, &request.service, check)),
+        None => Ok(()),
+    };
+    if previous.is_some() {
+        // Its container was replaced: what uses it may need to know.
+        dependents::provider_restarted(settings, sealer, &request.service);
+    }
+    readiness?;
     Ok(json!({
         "service": request.service,
         "changed": true,
@@ -260,6 +300,7 @@ pub fn uninstall(
         .open_json(&installed.sealed)
         .map_err(|err| CommandError::internal(format!("the record of service {service}: {err}")))?;
     bindings::run_undo(settings, service, &given.undo)?;
+    ready::forget(settings, &installed);
     if container::info(service).is_ok() {
         let _ = container::stop(service, STOP_GRACE);
         container::remove(service)?;

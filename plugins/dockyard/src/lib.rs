@@ -14,13 +14,16 @@
 
 mod backup;
 mod bindings;
+mod dependents;
 mod device;
 mod install;
 pub mod options;
 mod plan;
+mod ready;
 mod seal;
 mod settings;
 mod supervise;
+mod tls;
 
 use cairn_sdk::container;
 use cairn_sdk::{CommandError, Commands, Config, Event, Plugin};
@@ -113,7 +116,7 @@ impl Plugin for Dockyard {
                         &dockyard.settings,
                         &request.service,
                         resolved,
-                        Some(&request.binding),
+                        &|binding| binding.id == request.binding,
                     )
                 },
             )
@@ -128,7 +131,7 @@ impl Plugin for Dockyard {
                 "export",
                 |dockyard: &mut Dockyard, request: Option<plan::ServiceRequest>| {
                     let request = service_request(request, "export")?;
-                    backup::export(&dockyard.sealer, &request.service)
+                    backup::export(&dockyard.settings, &dockyard.sealer, &request.service)
                 },
             )
             .command(
@@ -137,7 +140,7 @@ impl Plugin for Dockyard {
                     let export = export.ok_or_else(|| {
                         CommandError::invalid("import expects what `export` answered")
                     })?;
-                    backup::import(&dockyard.sealer, export)
+                    backup::import(&dockyard.settings, &dockyard.sealer, export)
                 },
             )
             .command("list", |dockyard: &mut Dockyard, _: IgnoredAny| {
@@ -146,6 +149,7 @@ impl Plugin for Dockyard {
                     .map(|record| {
                         let running =
                             container::info(&record.service).is_ok_and(|info| info.running);
+                        let readiness = ready::readiness(&dockyard.settings, &record);
                         json!({
                             "service": record.service,
                             "reference": record.reference,
@@ -154,6 +158,8 @@ impl Plugin for Dockyard {
                             "providers": record.providers,
                             "installed-ms": record.installed_ms,
                             "running": running,
+                            "ready": readiness.is_ok(),
+                            "not-ready": readiness.err(),
                             "restarts": dockyard.supervisor.restarts.get(&record.service).copied().unwrap_or(0),
                         })
                     })
@@ -175,7 +181,8 @@ impl Dockyard {
         if let Some(exited) = container::Exited::from_event(event) {
             self.supervisor.on_exit(&exited);
         } else if event.is_timer() {
-            self.supervisor.on_timer(&event.topic);
+            self.supervisor
+                .on_timer(&self.settings, &self.sealer, &event.topic);
         }
     }
 }

@@ -124,6 +124,7 @@ pub fn render(request: &ServiceRequest, planned: &Planned) -> Value {
         "options-file": OPTIONS_FILE,
         "secret-files": secret_files,
         "tls-dir": (!resolved.tls.is_empty()).then_some(TLS_DIR),
+        "ready": planned.declared.as_ref().and_then(|declared| declared.ready.as_ref()),
     });
     plan
 }

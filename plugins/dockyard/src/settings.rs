@@ -24,10 +24,18 @@ pub struct Settings {
     /// How long a binding step may run before it is killed.
     #[serde(default = "default_binding_timeout")]
     pub binding_timeout: String,
+    /// The plugin that runs services' ready checks (grant `[grants.commands]`
+    /// `call` its `status`, `add`, `get` and `remove`).
+    #[serde(default = "default_health_plugin")]
+    pub health_plugin: String,
 }
 
 fn default_binding_timeout() -> String {
     "90s".into()
+}
+
+fn default_health_plugin() -> String {
+    "health".into()
 }
 
 impl Settings {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use cairn_sdk::container::{self, Exited};
 use cairn_sdk::{metrics, timer};
 
+use crate::seal::Sealer;
 use crate::settings::Settings;
-use crate::{bindings, install};
+use crate::{bindings, dependents, install, ready};
 
 const TOPIC_PREFIX: &str = "dockyard/restart/";
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -58,7 +59,7 @@ impl Supervisor {
         for record in &records {
             let running = container::info(&record.service).is_ok_and(|info| info.running);
             if !running {
-                self.start(&record.service);
+                self.start(settings, &record.service);
             }
         }
     }
@@ -95,20 +96,26 @@ impl Supervisor {
         }
     }
 
-    /// A restart timer fired; `true` when `topic` was one.
-    pub fn on_timer(&mut self, topic: &str) -> bool {
+    /// A restart timer fired; `true` when `topic` was one. The services
+    /// that use the one started again are handled as they declared.
+    pub fn on_timer(&mut self, settings: &Settings, sealer: &Sealer, topic: &str) -> bool {
         let Some(service) = topic.strip_prefix(TOPIC_PREFIX) else {
             return false;
         };
-        if install::record(service).ok().flatten().is_some() {
-            self.start(service);
+        if install::record(service).ok().flatten().is_some() && self.start(settings, service) {
+            dependents::provider_restarted(settings, sealer, service);
         }
         true
     }
 
-    fn start(&mut self, service: &str) {
+    /// Starts `service`'s container again (its ready check following it);
+    /// whether it started.
+    fn start(&mut self, settings: &Settings, service: &str) -> bool {
         match container::start(service) {
             Ok(_) => {
+                if let Ok(Some(record)) = install::record(service) {
+                    ready::refresh(settings, &record);
+                }
                 *self.restarts.entry(service.to_string()).or_default() += 1;
                 if let Err(err) =
                     metrics::counter_add("dockyard_restarts_total", &[("service", service)], 1)
@@ -116,8 +123,12 @@ impl Supervisor {
                     cairn_sdk::debug!("metric dockyard_restarts_total: {err}");
                 }
                 cairn_sdk::info!("service {service} started again");
+                true
             }
-            Err(err) => cairn_sdk::warn!("service {service} did not start: {err}"),
+            Err(err) => {
+                cairn_sdk::warn!("service {service} did not start: {err}");
+                false
+            }
         }
     }
 }

@@ -42,7 +42,8 @@ pub use error::{LabelError, MASK, ResolveError};
 pub use macros::MAX_RAND_LEN;
 pub use model::{
     BindingId, BindingTemplate, Charset, Choice, ChoiceTarget, Declared, DefaultValue, Import,
-    IntRange, LabelKind, Macro, OptionDecl, OptionKind, Pattern, Requirement, TlsPart,
+    IntRange, LabelKind, Macro, OnRestart, OptionDecl, OptionKind, Pattern, ReadyCheck,
+    Requirement, TlsPart,
 };
 pub use nanocloud::parse_nanocloud;
 pub use resolve::{Environment, Providers, resolve};

@@ -38,6 +38,22 @@ pub struct Declared {
     /// errors (e.g. a Nanocloud option with several defaults, of which the
     /// last wins). Never contains option values.
     pub notes: Vec<String>,
+    /// How the service shows it is ready (Cairn labels only): without it,
+    /// a running container is a ready one.
+    pub ready: Option<ReadyCheck>,
+}
+
+/// A readiness probe, run by the `health` plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReadyCheck {
+    /// `tcp://HOST:PORT`, `http://…` or `https://…`; `{ip}` stands for the
+    /// container's address on the bridge network.
+    pub check: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// How long an install waits for the first healthy probe.
+    pub start_timeout_ms: u64,
 }
 
 impl Declared {
@@ -47,6 +63,7 @@ impl Declared {
             source: LabelKind::Cairn,
             options: Vec::new(),
             notes: Vec::new(),
+            ready: None,
         }
     }
 
@@ -295,6 +312,47 @@ pub struct Choice {
     pub imports: Vec<Import>,
     /// Commands run in the provider when this service choice is taken.
     pub bindings: Vec<BindingTemplate>,
+    /// What to do to the consumer when this choice's provider restarts.
+    pub on_restart: OnRestart,
+}
+
+/// What happens to a consumer when its provider's container starts again
+/// (after it died, or was replaced by a re-install with other options).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRestart {
+    /// Restart the consumer, which reconnects (the default).
+    #[default]
+    Restart,
+    /// Run the consumer's binding steps in the provider again (what they
+    /// made may have been lost with the provider's container), then
+    /// restart the consumer.
+    Rebind,
+    /// Nothing: the consumer copes on its own.
+    Ignore,
+}
+
+impl OnRestart {
+    /// Its name in a label.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnRestart::Restart => "restart",
+            OnRestart::Rebind => "rebind",
+            OnRestart::Ignore => "ignore",
+        }
+    }
+
+    /// The policy named `name` in a label.
+    pub fn parse(name: &str) -> Result<OnRestart, String> {
+        match name {
+            "restart" => Ok(OnRestart::Restart),
+            "rebind" => Ok(OnRestart::Rebind),
+            "ignore" => Ok(OnRestart::Ignore),
+            other => Err(format!(
+                "on-restart {other:?}: expected \"restart\", \"rebind\" or \"ignore\""
+            )),
+        }
+    }
 }
 
 impl Choice {

@@ -34,7 +34,7 @@ use super::json::OrderedObject;
 use super::macros::parse_macro;
 use super::model::{
     BindingId, BindingTemplate, Choice, ChoiceTarget, Declared, DefaultValue, Import, LabelKind,
-    OptionDecl, OptionKind, Requirement, check_name,
+    OnRestart, OptionDecl, OptionKind, Requirement, check_name,
 };
 use super::validate::validate;
 
@@ -207,6 +207,7 @@ fn parse_choice_tokens(
         requires: Vec::new(),
         imports: Vec::new(),
         bindings: Vec::new(),
+        on_restart: OnRestart::default(),
     };
     let import_prefix = format!("{name}_");
     for token in tokens {
@@ -407,6 +408,7 @@ impl Groups {
             source: LabelKind::Nanocloud,
             options,
             notes,
+            ready: None,
         }
     }
 }

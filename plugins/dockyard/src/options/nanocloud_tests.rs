@@ -106,12 +106,14 @@ fn the_gitea_label_reads_into_the_model() {
             ],
             unbind: Vec::new(),
         }],
+        on_restart: OnRestart::Restart,
     };
     let sqlite = Choice {
         target: ChoiceTarget::Value("sqlite".into()),
         requires: vec![],
         imports: vec![],
         bindings: vec![],
+        on_restart: OnRestart::Restart,
     };
     assert_eq!(database.kind, OptionKind::Choice(vec![mariadb, sqlite]));
     assert_eq!(

@@ -106,6 +106,7 @@ pub fn resolve(
             .map(|(chosen, service, _)| RequiredService {
                 option: chosen.option.name.clone(),
                 service: service.to_string(),
+                on_restart: chosen.choice.on_restart,
             })
             .collect(),
         bindings,

@@ -51,6 +51,7 @@ fn gitea_resolves_with_its_first_choice_and_mariadb_installed() {
     let service = RequiredService {
         option: "database".into(),
         service: "mariadb".into(),
+        on_restart: OnRestart::Restart,
     };
     assert_eq!(resolved.services, [service]);
     assert_eq!(resolved.bindings.len(), 1);

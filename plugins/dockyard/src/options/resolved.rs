@@ -169,6 +169,8 @@ pub struct RequiredService {
     pub option: String,
     /// The provider service.
     pub service: String,
+    /// What happens to the consumer when the provider restarts.
+    pub on_restart: super::OnRestart,
 }
 
 /// A command to run in a provider service.

@@ -17,6 +17,14 @@
 //! ]}
 //! ```
 //!
+//! An optional top-level `ready` says how the service shows it is ready:
+//! `{"check": "tcp://{ip}:5432", "interval": "1s", "timeout": "1s",
+//! "start-timeout": "60s"}` (those defaults). `check` is `tcp://`, `http://`
+//! or `https://`, run by the `health` plugin; `{ip}` is the container's
+//! address on the bridge network (a service with a port). An install waits
+//! for the first healthy probe; consumers are installed only once it is
+//! healthy. Without `ready`, a running container is a ready one.
+//!
 //! When an image has both this label and Nanocloud's `io.nanocloud.options`,
 //! this one is used and the other ignored. Unknown fields are errors, and so
 //! is a key twice in one object.
@@ -71,9 +79,11 @@
 //! | `requires` | array of strings | `"opt"`: `opt` must end up set (defaulted if need be); `"opt=val"`: `opt` must be given, chosen or imported as `val` |
 //! | `imports`  | array | provider profile keys copied in as `<name>_<key>`: `"port"`, or `{"key": "password", "secret": true}` |
 //! | `bindings` | array of `{"id": string, "run": [words], "unbind": [words]}` | commands run in the provider; whole words `$opt` become option values; `unbind` (optional) runs there when the consumer is uninstalled |
+//! | `on-restart` | `"restart"` (default), `"rebind"` or `"ignore"` | what happens to the consumer when the provider's container starts again: it is restarted; its binding steps in that provider run again, then it is restarted; or nothing |
 //!
-//! Exactly one of `value` and `service`; `imports` and `bindings` only on a
-//! `service` choice. A binding's `id` (letters, digits, `_`, `-`, `.`) is
+//! Exactly one of `value` and `service`; `imports`, `bindings` and
+//! `on-restart` only on a `service` choice. A Nanocloud label's service
+//! choices restart their consumer. A binding's `id` (letters, digits, `_`, `-`, `.`) is
 //! recorded as `bindings.<id>`, unique per provider. Unlike Nanocloud's
 //! whitespace-split templates, `run` words may hold spaces.
 //!
@@ -98,7 +108,7 @@ use super::json::StrictValue;
 use super::macros::parse_macro;
 use super::model::{
     BindingId, BindingTemplate, Choice, ChoiceTarget, Declared, DefaultValue, Import, IntRange,
-    LabelKind, OptionDecl, OptionKind, Pattern, Requirement,
+    LabelKind, OnRestart, OptionDecl, OptionKind, Pattern, ReadyCheck, Requirement,
 };
 use super::validate::validate;
 
@@ -135,10 +145,19 @@ pub fn parse_cairn(label: &str) -> Result<Declared, LabelError> {
             serde_json::from_value(value).map_err(|error| fail(error.to_string()))?;
         options.push(convert_option(spec).map_err(fail)?);
     }
+    let ready = top
+        .ready
+        .map(convert_ready)
+        .transpose()
+        .map_err(|problem| LabelError::Label {
+            label: LABEL,
+            problem,
+        })?;
     let declared = Declared {
         source: LabelKind::Cairn,
         options,
         notes: Vec::new(),
+        ready,
     };
     validate(&declared)?;
     Ok(declared)
@@ -148,6 +167,52 @@ pub fn parse_cairn(label: &str) -> Result<Declared, LabelError> {
 #[serde(deny_unknown_fields)]
 struct LabelSpec {
     options: Vec<Value>,
+    #[serde(default)]
+    ready: Option<ReadySpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ReadySpec {
+    check: String,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    start_timeout: Option<String>,
+}
+
+/// `ready`, checked: a probe the health plugin can run, sane durations.
+fn convert_ready(spec: ReadySpec) -> Result<ReadyCheck, String> {
+    if !["tcp://", "http://", "https://"]
+        .iter()
+        .any(|scheme| spec.check.starts_with(scheme))
+    {
+        return Err(format!(
+            "ready.check {:?} must start with tcp://, http:// or https://",
+            spec.check
+        ));
+    }
+    let millis = |field: &str, given: Option<String>, default: u64, min: u64, max: u64| {
+        let Some(given) = given else {
+            return Ok(default);
+        };
+        match humantime::parse_duration(&given) {
+            Ok(value) if (min..=max).contains(&(value.as_millis() as u64)) => {
+                Ok(value.as_millis() as u64)
+            }
+            _ => Err(format!(
+                "ready.{field} {given:?} must be a duration from {min}ms to {max}ms"
+            )),
+        }
+    };
+    Ok(ReadyCheck {
+        interval_ms: millis("interval", spec.interval, 1_000, 100, 3_600_000)?,
+        timeout_ms: millis("timeout", spec.timeout, 1_000, 1, 60_000)?,
+        start_timeout_ms: millis("start-timeout", spec.start_timeout, 60_000, 1_000, 600_000)?,
+        check: spec.check,
+    })
 }
 
 #[derive(Deserialize)]
@@ -208,6 +273,8 @@ struct ChoiceSpec {
     imports: Vec<ImportSpec>,
     #[serde(default)]
     bindings: Vec<BindingSpec>,
+    #[serde(default, rename = "on-restart")]
+    on_restart: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +390,7 @@ fn enum_choices(
                 requires: Vec::new(),
                 imports: Vec::new(),
                 bindings: Vec::new(),
+                on_restart: OnRestart::default(),
             })
             .collect(),
         (None, Some(choices)) => convert_choices(choices)?,
@@ -400,11 +468,21 @@ fn convert_choice(spec: ChoiceSpec) -> Result<Choice, String> {
         }
         ChoiceTarget::Value(_) => Vec::new(),
     };
+    let on_restart = match (&target, spec.on_restart) {
+        (_, None) => OnRestart::default(),
+        (ChoiceTarget::Service(_), Some(name)) => OnRestart::parse(&name)?,
+        (ChoiceTarget::Value(value), Some(_)) => {
+            return Err(format!(
+                "choice {value:?} has on-restart, which only a service choice can have"
+            ));
+        }
+    };
     Ok(Choice {
         target,
         requires,
         imports,
         bindings,
+        on_restart,
     })
 }
 

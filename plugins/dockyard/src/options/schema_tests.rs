@@ -356,3 +356,67 @@ fn read_labels_prefers_cairn_and_says_so() {
         })
     ));
 }
+
+#[test]
+fn a_service_choice_says_what_its_providers_restart_does() {
+    let declared = cairn(&one(r#"{"name": "db", "type": "service", "choices": [
+            {"service": "pg", "on-restart": "rebind"}, {"service": "mysql"},
+            {"service": "redis", "on-restart": "ignore"}]}"#));
+    let policies: Vec<OnRestart> = option(&declared, "db")
+        .choices()
+        .iter()
+        .map(|choice| choice.on_restart)
+        .collect();
+    assert_eq!(
+        policies,
+        [OnRestart::Rebind, OnRestart::Restart, OnRestart::Ignore]
+    );
+    for (choice, problem) in [
+        (r#"{"service": "pg", "on-restart": "reboot"}"#, "\"reboot\""),
+        (
+            r#"{"value": "none", "on-restart": "restart"}"#,
+            "only a service choice",
+        ),
+    ] {
+        let label = one(&format!(
+            r#"{{"name": "db", "type": "service", "choices": [{choice}, {{"service": "x"}}]}}"#
+        ));
+        let error = parse_cairn(&label).unwrap_err().to_string();
+        assert!(error.contains(problem) && error.contains("db"), "{error}");
+    }
+}
+
+#[test]
+fn a_ready_check_is_read_with_its_defaults_and_checked() {
+    let declared =
+        cairn(r#"{"options": [], "ready": {"check": "tcp://{ip}:5432", "interval": "250ms"}}"#);
+    assert_eq!(
+        declared.ready,
+        Some(ReadyCheck {
+            check: "tcp://{ip}:5432".into(),
+            interval_ms: 250,
+            timeout_ms: 1_000,
+            start_timeout_ms: 60_000,
+        })
+    );
+    assert_eq!(cairn(r#"{"options": []}"#).ready, None);
+    for (ready, problem) in [
+        (r#"{"check": "cmd:/bin/true"}"#, "must start with tcp://"),
+        (
+            r#"{"check": "tcp://{ip}:1", "timeout": "5m"}"#,
+            "ready.timeout",
+        ),
+        (
+            r#"{"check": "tcp://{ip}:1", "start-timeout": "soon"}"#,
+            "ready.start-timeout",
+        ),
+        (
+            r#"{"check": "tcp://{ip}:1", "every": "1s"}"#,
+            "unknown field `every`",
+        ),
+    ] {
+        let label = format!(r#"{{"options": [], "ready": {ready}}}"#);
+        let error = parse_cairn(&label).unwrap_err().to_string();
+        assert!(error.contains(problem), "{error}");
+    }
+}
