@@ -121,35 +121,11 @@ fn bed(n: u8) -> Bed {
     let state_dir = state.path().display().to_string();
     daemon.write_policy(
         "dockyard",
-        &format!(
-            r#"[plugin]
-name = "dockyard"
-signers = ["dev"]
-[limits]
-call-timeout = "60s"
-reply-wait = "5m"
-[config]
-images = "{address}/dockyard/{{service}}:latest"
-state = "{state_dir}"
-nameserver = "10.0.0.53"
-binding-timeout = "2s"
-[grants.log]
-[grants.timer]
-max-timers = 8
-[grants.kv]
-[grants.metrics]
-[grants.events]
-publish = ["dockyard/#"]
-[grants.files]
-private = ["{state_dir}"]
-[grants.commands]
-call = ["health/status", "health/add", "health/get", "health/remove"]
-[grants.container]
-images = ["{address}/dockyard/*"]
-ports = ["18080", "28085", "28086"]
-[[grants.container.mounts]]
-path = "{state_dir}"
-"#
+        &harness::dockyard::policy(
+            &address,
+            &state_dir,
+            "2s",
+            r#"ports = ["18080", "28085", "28086"]"#,
         ),
     );
     daemon.install(&plugin_wasm("dockyard")).unwrap();
@@ -564,6 +540,44 @@ fn a_daemon_killed_mid_install_leaves_nothing_half_made() {
     assert!(again.contains("timed-out"), "{again}");
     let steps = bed.call("bindings", "slow", json!({})).unwrap();
     assert_eq!(steps[0]["attempts"], 1, "{steps}");
+
+    // A reboot that lost the container store: the service is made again
+    // from its record, with exactly the same configuration.
+    let password = bed.file("services/db/secrets/secret_password");
+    bed.daemon.kill9();
+    let containers = bed
+        .containerd
+        .ctr(&bed.namespace, &["containers", "ls", "-q"]);
+    for id in containers.lines() {
+        bed.containerd
+            .ctr(&bed.namespace, &["tasks", "rm", "-f", id]);
+        bed.containerd
+            .ctr(&bed.namespace, &["containers", "rm", id]);
+    }
+    assert_eq!(
+        bed.containerd
+            .ctr(&bed.namespace, &["containers", "ls", "-q"])
+            .trim(),
+        "",
+        "containers left"
+    );
+    bed.daemon.restart();
+    let back = bed
+        .daemon
+        .eventually(std::time::Duration::from_secs(60), || {
+            bed.running().len() == 1
+        });
+    assert!(back, "db was not made again\n{}", bed.daemon.daemon_log());
+    let listed = bed.daemon.call("dockyard", "list", "null").unwrap();
+    assert_eq!(listed[0]["running"], true, "{listed}");
+    assert_eq!(bed.file("services/db/secrets/secret_password"), password);
+    assert!(
+        bed.daemon
+            .daemon_log()
+            .contains("service db made again from its record"),
+        "{}",
+        bed.daemon.daemon_log()
+    );
 }
 
 /// `!tls`: a plan shows where the material will be and makes none; an

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use cairn_sdk::container::{self, Exited};
 use cairn_sdk::{metrics, timer};
 
+use crate::plan::ServiceRequest;
 use crate::seal::Sealer;
 use crate::settings::Settings;
 use crate::{bindings, dependents, install, ready};
 
 const TOPIC_PREFIX: &str = "dockyard/restart/";
+const RECREATE_TOPIC: &str = "dockyard/recreate";
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A service that ran this long before exiting starts over from the first backoff.
@@ -31,7 +33,10 @@ impl Supervisor {
     /// After a start of the plugin: removes what an interrupted install or
     /// uninstall left — containers of services with no record, binding
     /// secrets of steps that never finished — then starts every installed
-    /// service whose container is not running.
+    /// service whose container is not running. Services whose container is
+    /// gone altogether (a wiped container store) are made again from their
+    /// records just after, providers first: that may wait for images and
+    /// ready checks, which a plugin's start should not.
     pub fn reconcile(&mut self, settings: &Settings) {
         let Ok(records) = install::records() else {
             return;
@@ -56,11 +61,70 @@ impl Supervisor {
                 }
             }
         }
+        let mut missing = false;
         for record in &records {
-            let running = container::info(&record.service).is_ok_and(|info| info.running);
-            if !running {
-                self.start(settings, &record.service);
+            match container::info(&record.service) {
+                Ok(info) if info.running => {}
+                Ok(_) => {
+                    self.start(settings, &record.service);
+                }
+                Err(cairn_sdk::Error::NotFound(_)) => missing = true,
+                Err(err) => {
+                    cairn_sdk::warn!("service {}: its container: {err}", record.service);
+                }
             }
+        }
+        if missing && let Err(err) = timer::once(Duration::from_millis(1), RECREATE_TOPIC) {
+            cairn_sdk::warn!("services whose container is gone are not made again: {err}");
+        }
+    }
+
+    /// Makes again, from their records, the services whose container is
+    /// gone, providers before the services that use them.
+    fn recreate(&mut self, settings: &Settings, sealer: &Sealer) {
+        let Ok(records) = install::records() else {
+            return;
+        };
+        let mut pending: Vec<&install::Record> = records
+            .iter()
+            .filter(|record| {
+                matches!(
+                    container::info(&record.service),
+                    Err(cairn_sdk::Error::NotFound(_))
+                )
+            })
+            .collect();
+        while !pending.is_empty() {
+            let waiting: Vec<String> = pending.iter().map(|r| r.service.clone()).collect();
+            let (ready, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|record| {
+                !record
+                    .providers
+                    .iter()
+                    .any(|provider| waiting.contains(provider))
+            });
+            // A cycle cannot be installed; what is left then is tried as is.
+            let (now, later) = if ready.is_empty() {
+                (later, Vec::new())
+            } else {
+                (ready, later)
+            };
+            for record in now {
+                let request = ServiceRequest {
+                    service: record.service.clone(),
+                    options: Default::default(),
+                };
+                match install::install(settings, sealer, &request) {
+                    Ok(_) => cairn_sdk::info!(
+                        "service {} made again from its record: its container was gone",
+                        record.service
+                    ),
+                    Err(err) => cairn_sdk::warn!(
+                        "service {} could not be made again: {err}",
+                        record.service
+                    ),
+                }
+            }
+            pending = later;
         }
     }
 
@@ -99,6 +163,10 @@ impl Supervisor {
     /// A restart timer fired; `true` when `topic` was one. The services
     /// that use the one started again are handled as they declared.
     pub fn on_timer(&mut self, settings: &Settings, sealer: &Sealer, topic: &str) -> bool {
+        if topic == RECREATE_TOPIC {
+            self.recreate(settings, sealer);
+            return true;
+        }
         let Some(service) = topic.strip_prefix(TOPIC_PREFIX) else {
             return false;
         };
