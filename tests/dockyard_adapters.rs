@@ -20,7 +20,7 @@ use harness::containers::{TestContainerd, TestImage, busybox_image_labelled, pus
 use harness::http::{Reply, request_with_timeout};
 use harness::mosquitto::{Auth, Mosquitto, Subscriber};
 use harness::registry::TestRegistry;
-use harness::{Daemon, Options, plugin_wasm, workspace};
+use harness::{Daemon, Options, plugin_wasm};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "dockyard-adapters-token";
@@ -123,51 +123,20 @@ fn bed(n: u8) -> Bed {
     let state_dir = state.path().display().to_string();
     daemon.write_policy(
         "dockyard",
-        &format!(
-            r#"[plugin]
-name = "dockyard"
-signers = ["dev"]
-[limits]
-call-timeout = "60s"
-reply-wait = "5m"
-[config]
-images = "{address}/dockyard/{{service}}:latest"
-state = "{state_dir}"
-nameserver = "10.0.0.53"
-binding-timeout = "10s"
-[grants.log]
-[grants.timer]
-max-timers = 8
-[grants.kv]
-[grants.metrics]
-[grants.events]
-publish = ["dockyard/#"]
-# Ready checks run in the health plugin; these services declare none.
-[grants.commands]
-call = ["health/status", "health/add", "health/get", "health/remove"]
-[grants.files]
-private = ["{state_dir}"]
-[grants.container]
-images = ["{address}/dockyard/*"]
-require-signatures = true
-signers = ["dev"]
-[[grants.container.mounts]]
-path = "{state_dir}"
-"#
+        &harness::dockyard::policy(
+            &address,
+            &state_dir,
+            "10s",
+            "require-signatures = true\nsigners = [\"dev\"]",
         ),
     );
     daemon.install(&plugin_wasm("dockyard")).unwrap();
 
-    let api = daemon.root().join("api");
-    std::fs::create_dir_all(&api).unwrap();
-    std::fs::write(api.join("token"), format!("{TOKEN}\n")).unwrap();
-    let policy = std::fs::read_to_string(workspace().join("policies/http-adapter.toml"))
-        .unwrap()
-        .replace("/etc/cairn/api", api.to_str().unwrap());
-    daemon.write_policy("http-adapter", &policy);
-    daemon.install(&plugin_wasm("http_adapter")).unwrap();
-    let replies = broker.subscribe(&format!("cairn/{device}/resp/#"), None);
-    daemon.install(&plugin_wasm("mqtt_adapter")).unwrap();
+    let mut replies = None;
+    daemon.install_adapters(TOKEN, || {
+        replies = Some(broker.subscribe(&format!("cairn/{device}/resp/#"), None));
+    });
+    let replies = replies.unwrap();
     let http = daemon.http_address();
     Bed {
         daemon,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use harness::http::{Reply, request};
 use harness::mosquitto::{Auth, Mosquitto};
 use harness::site_registry::Gateway;
-use harness::{Daemon, Options, plugin_wasm, workspace};
+use harness::{Daemon, Options};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "registry-adapters-token";
@@ -38,16 +38,11 @@ impl Site {
             ..Options::default()
         });
         let http = daemon.http_address();
-        let api = daemon.root().join("api");
-        std::fs::create_dir_all(&api).unwrap();
-        std::fs::write(api.join("token"), format!("{TOKEN}\n")).unwrap();
-        let policy = std::fs::read_to_string(workspace().join("policies/http-adapter.toml"))
-            .unwrap()
-            .replace("/etc/cairn/api", api.to_str().unwrap());
-        daemon.write_policy("http-adapter", &policy);
-        daemon.install(&plugin_wasm("http_adapter")).unwrap();
-        let replies = broker.subscribe(&format!("cairn/{DEVICE}/resp/#"), None);
-        daemon.install(&plugin_wasm("mqtt_adapter")).unwrap();
+        let mut replies = None;
+        daemon.install_adapters(TOKEN, || {
+            replies = Some(broker.subscribe(&format!("cairn/{DEVICE}/resp/#"), None));
+        });
+        let replies = replies.unwrap();
         let gateway = Gateway::start_on(daemon, tempfile::tempdir().unwrap(), "", "");
         Site {
             gateway,

@@ -47,7 +47,7 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
     std::fs::write(
         policies.join("dockyard.toml"),
         format!(
-            "[plugin]\nname = \"dockyard\"\nsigners = [\"dev\"]\n[limits]\ncall-timeout = \"120s\"\n[config]\nimages = \"{address}/dockyard/{{service}}:latest\"\nstate = \"{state}\"\n[grants.log]\nlevel = \"warn\"\n[grants.kv]\n[grants.timer]\nmax-timers = 8\n[grants.metrics]\n[grants.events]\npublish = [\"dockyard/#\"]\n[grants.files]\nprivate = [\"{state}\"]\n[grants.container]\nimages = [\"{address}/dockyard/*\"]\n[[grants.container.mounts]]\npath = \"{state}\"\n"
+            "[plugin]\nname = \"dockyard\"\nsigners = [\"dev\"]\n[limits]\ncall-timeout = \"120s\"\nreply-wait = \"5m\"\n[config]\nimages = \"{address}/dockyard/{{service}}:latest\"\nstate = \"{state}\"\n[grants.log]\nlevel = \"warn\"\n[grants.kv]\n[grants.timer]\nmax-timers = 8\n[grants.metrics]\n[grants.events]\npublish = [\"dockyard/#\"]\n[grants.files]\nprivate = [\"{state}\"]\n[grants.commands]\ncall = [\"health/status\", \"health/get\"]\n[grants.container]\nimages = [\"{address}/dockyard/*\"]\n[[grants.container.mounts]]\npath = \"{state}\"\n"
         ),
     )?;
     let config = format!(

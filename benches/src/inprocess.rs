@@ -129,9 +129,7 @@ async fn command_round_trip(setup: &Setup) -> anyhow::Result<()> {
     let mut native_samples = Vec::with_capacity(N);
     for _ in 0..N {
         let started = Instant::now();
-        kernel
-            .call("bench", "noop", Vec::new(), Duration::from_secs(5))
-            .await?;
+        kernel.call("bench", "noop", Vec::new()).await?;
         wasm_samples.push(started.elapsed());
         let started = Instant::now();
         let (reply, answer) = oneshot::channel();
@@ -158,12 +156,7 @@ async fn kv_round_trip(setup: &Setup) -> anyhow::Result<()> {
     const N: u64 = 20_000;
     let reply = setup
         .kernel
-        .call(
-            "bench",
-            "kv-get",
-            format!("{{\"n\":{N}}}").into_bytes(),
-            Duration::from_secs(60),
-        )
+        .call("bench", "kv-get", format!("{{\"n\":{N}}}").into_bytes())
         .await?;
     let reply: serde_json::Value = serde_json::from_slice(&reply)?;
     let wasm_ns = reply["ns_per_op"].as_f64().unwrap_or(f64::NAN);
@@ -191,9 +184,7 @@ async fn noisy_neighbour(setup: &Setup) -> anyhow::Result<()> {
         let mut samples = Vec::with_capacity(N);
         for _ in 0..N {
             let started = Instant::now();
-            kernel
-                .call("counter", "get", Vec::new(), Duration::from_secs(5))
-                .await?;
+            kernel.call("counter", "get", Vec::new()).await?;
             samples.push(started.elapsed());
         }
         anyhow::Ok(samples)
@@ -206,11 +197,7 @@ async fn noisy_neighbour(setup: &Setup) -> anyhow::Result<()> {
             let mut faults = 0u32;
             while spinning.load(Ordering::Relaxed) {
                 // Each call spins until its CPU limit ends it; the plugin then restarts.
-                if kernel
-                    .call("spin", "spin", Vec::new(), Duration::from_secs(10))
-                    .await
-                    .is_err()
-                {
+                if kernel.call("spin", "spin", Vec::new()).await.is_err() {
                     faults += 1;
                 }
             }
@@ -245,10 +232,7 @@ async fn swaps(setup: &Setup) -> anyhow::Result<()> {
             (kernel.clone(), running.clone(), ok.clone(), failed.clone());
         callers.push(tokio::spawn(async move {
             while running.load(Ordering::Relaxed) {
-                match kernel
-                    .call("counter", "get", Vec::new(), Duration::from_secs(10))
-                    .await
-                {
+                match kernel.call("counter", "get", Vec::new()).await {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                 };

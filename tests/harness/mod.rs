@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod containers;
+pub mod dockyard;
 pub mod http;
 pub mod mosquitto;
 pub mod proxy;
@@ -476,6 +477,22 @@ impl Daemon {
     pub fn restart(&mut self) {
         let env = self.options.env.clone();
         self.restart_with_env(env);
+    }
+
+    /// Installs the HTTP adapter (its API token `token`, policy as shipped)
+    /// and the MQTT adapter; the daemon's config names the listener and the
+    /// broker. Subscribe to replies before this returns, with `before_mqtt`.
+    pub fn install_adapters(&self, token: &str, before_mqtt: impl FnOnce()) {
+        let api = self.root().join("api");
+        fs::create_dir_all(&api).unwrap();
+        fs::write(api.join("token"), format!("{token}\n")).unwrap();
+        let policy = fs::read_to_string(workspace().join("policies/http-adapter.toml"))
+            .unwrap()
+            .replace("/etc/cairn/api", api.to_str().unwrap());
+        self.write_policy("http-adapter", &policy);
+        self.install(&plugin_wasm("http_adapter")).unwrap();
+        before_mqtt();
+        self.install(&plugin_wasm("mqtt_adapter")).unwrap();
     }
 
     pub fn pid(&self) -> Option<u32> {

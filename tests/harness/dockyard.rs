@@ -1,0 +1,37 @@
+//! The `dockyard` plugin's policy as the tests give it: images from
+//! `registry`, services' files in `state`, ready checks through `health`.
+
+/// The policy; `container` is added to its `[grants.container]` (ports,
+/// signature rules).
+pub fn policy(registry: &str, state: &str, binding_timeout: &str, container: &str) -> String {
+    format!(
+        r#"[plugin]
+name = "dockyard"
+signers = ["dev"]
+[limits]
+call-timeout = "60s"
+reply-wait = "5m"
+[config]
+images = "{registry}/dockyard/{{service}}:latest"
+state = "{state}"
+nameserver = "10.0.0.53"
+binding-timeout = "{binding_timeout}"
+[grants.log]
+[grants.timer]
+max-timers = 8
+[grants.kv]
+[grants.metrics]
+[grants.events]
+publish = ["dockyard/#"]
+[grants.files]
+private = ["{state}"]
+[grants.commands]
+call = ["health/status", "health/add", "health/get", "health/remove"]
+[grants.container]
+images = ["{registry}/dockyard/*"]
+{container}
+[[grants.container.mounts]]
+path = "{state}"
+"#
+    )
+}
