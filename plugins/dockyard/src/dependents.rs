@@ -87,7 +87,16 @@ fn handle(
         OnRestart::Ignore => Ok(()),
         OnRestart::Restart => restart(settings, consumer),
         OnRestart::Rebind => {
-            let rehydrated = install::rehydrate(settings, sealer, consumer, &Default::default())?;
+            let installed = install::record(consumer)?.ok_or_else(|| {
+                CommandError::not_found(format!("service {consumer} is not installed"))
+            })?;
+            let rehydrated = install::rehydrate(
+                settings,
+                sealer,
+                consumer,
+                &Default::default(),
+                Some(&installed.digest),
+            )?;
             bindings::run_pending(
                 settings,
                 consumer,

@@ -97,11 +97,13 @@ pub struct Rehydrated {
 
 /// Resolves `service` again: what macros generated comes back as given, so
 /// nothing is generated twice; what the user gives (now or before) wins.
+/// With `pinned`, that digest is read instead of what the tag names.
 pub fn rehydrate(
     settings: &Settings,
     sealer: &Sealer,
     service: &str,
     options: &BTreeMap<String, String>,
+    pinned: Option<&str>,
 ) -> Result<Rehydrated, CommandError> {
     let previous = record(service)?;
     let before: Given = match &previous {
@@ -119,6 +121,7 @@ pub fn rehydrate(
     let request = ServiceRequest {
         service: service.to_string(),
         options: given,
+        pinned: pinned.map(str::to_string),
     };
     let planned = plan::prepare(settings, sealer, &request)?;
     Ok(Rehydrated {
@@ -143,7 +146,13 @@ pub fn install(
         input,
         previously_frozen,
         planned,
-    } = rehydrate(settings, sealer, &request.service, &request.options)?;
+    } = rehydrate(
+        settings,
+        sealer,
+        &request.service,
+        &request.options,
+        request.pinned.as_deref(),
+    )?;
     for provider in &planned.resolved.services {
         let not_ready = match record(&provider.service)? {
             Some(installed) => ready::readiness(settings, &installed).err(),

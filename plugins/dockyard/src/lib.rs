@@ -89,17 +89,18 @@ impl Plugin for Dockyard {
                     let request = request.ok_or_else(|| {
                         CommandError::invalid(r#"rebind expects {"service": NAME, "binding": ID}"#)
                     })?;
-                    if install::record(&request.service)?.is_none() {
+                    let Some(installed) = install::record(&request.service)? else {
                         return Err(CommandError::not_found(format!(
                             "service {} is not installed",
                             request.service
                         )));
-                    }
+                    };
                     let rehydrated = install::rehydrate(
                         &dockyard.settings,
                         &dockyard.sealer,
                         &request.service,
                         &Default::default(),
+                        Some(&installed.digest),
                     )?;
                     let resolved = &rehydrated.planned.resolved;
                     if !resolved

@@ -27,6 +27,10 @@ pub struct ServiceRequest {
     pub service: String,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Run this digest of the service's repository instead of resolving its
+    /// tag (never from a payload: a service made again from its record).
+    #[serde(skip)]
+    pub pinned: Option<String>,
 }
 
 /// A service's image, declaration and resolution.
@@ -49,7 +53,11 @@ pub fn prepare(
             request.service
         )));
     }
-    let reference = settings.image_of(&request.service);
+    let by_tag = settings.image_of(&request.service);
+    let reference = match &request.pinned {
+        Some(digest) => format!("{}@{digest}", repository_of(&by_tag)),
+        None => by_tag.clone(),
+    };
     let pulled = container::pull(&reference, PullPolicy::IfNotPresent).map_err(|err| {
         CommandError::new(
             err.code(),
@@ -75,7 +83,12 @@ pub fn prepare(
     )
     .map_err(|err| resolve_error(&request.service, &err))?;
     Ok(Planned {
-        reference: pulled.reference,
+        // What the record names: the tag, even when a digest was pulled.
+        reference: if request.pinned.is_some() {
+            by_tag
+        } else {
+            pulled.reference
+        },
         image,
         declared,
         resolved,

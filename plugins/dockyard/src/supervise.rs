@@ -112,6 +112,7 @@ impl Supervisor {
                 let request = ServiceRequest {
                     service: record.service.clone(),
                     options: Default::default(),
+                    pinned: Some(record.digest.clone()),
                 };
                 match install::install(settings, sealer, &request) {
                     Ok(_) => cairn_sdk::info!(
