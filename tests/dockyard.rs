@@ -143,15 +143,6 @@ impl Bed {
         let request = json!({"service": service, "options": options});
         self.daemon.call("dockyard", "plan", &request.to_string())
     }
-
-    fn option<'a>(plan: &'a Value, name: &str) -> &'a Value {
-        plan["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|option| option["name"] == name)
-            .unwrap_or_else(|| panic!("no option {name} in {plan:#}"))
-    }
 }
 
 #[test]
@@ -167,9 +158,12 @@ fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
             .unwrap()
             .starts_with("sha256:")
     );
-    assert_eq!(Bed::option(&db, "port")["value"], "5432");
-    assert_eq!(Bed::option(&db, "resolver")["value"], "10.0.0.53");
-    let password = Bed::option(&db, "secret_password");
+    assert_eq!(harness::dockyard::option(&db, "port")["value"], "5432");
+    assert_eq!(
+        harness::dockyard::option(&db, "resolver")["value"],
+        "10.0.0.53"
+    );
+    let password = harness::dockyard::option(&db, "secret_password");
     assert_eq!(
         (&password["value"], &password["secret"]),
         (&json!("<secret>"), &json!(true))
@@ -189,9 +183,15 @@ fn a_plan_reads_the_images_labels_masks_secrets_and_touches_nothing() {
     // Cairn's typed label: the user's values are checked against their types.
     let app = bed.plan("app", json!({"workers": "4"})).unwrap();
     assert_eq!(app["image"]["label"], "dev.cairn.options");
-    assert_eq!(Bed::option(&app, "database")["value"], "sqlite");
-    assert_eq!(Bed::option(&app, "workers")["value"], "4");
-    assert_eq!(Bed::option(&app, "token")["value"], "<secret>");
+    assert_eq!(
+        harness::dockyard::option(&app, "database")["value"],
+        "sqlite"
+    );
+    assert_eq!(harness::dockyard::option(&app, "workers")["value"], "4");
+    assert_eq!(
+        harness::dockyard::option(&app, "token")["value"],
+        "<secret>"
+    );
     assert_eq!(app["runtime"]["ports"][0]["host_port"], 18080, "{app:#}");
     let too_many = bed.plan("app", json!({"workers": "9"})).unwrap_err();
     assert!(
@@ -355,12 +355,12 @@ fn an_installed_service_keeps_its_configuration_across_reinstalls_and_restarts()
     // A consumer now resolves against the installed provider's profile.
     let app = bed.call("plan", "app", json!({"database": "db"})).unwrap();
     assert_eq!(
-        Bed::option(&app, "database_port")["value"],
+        harness::dockyard::option(&app, "database_port")["value"],
         "5432",
         "{app:#}"
     );
     assert_eq!(
-        Bed::option(&app, "database_secret_password")["value"],
+        harness::dockyard::option(&app, "database_secret_password")["value"],
         "<secret>"
     );
     assert_eq!(app["bindings"][0]["service"], "db", "{app:#}");
@@ -589,7 +589,7 @@ fn tls_material_is_issued_once_by_the_device_ca() {
     let mut bed = bed(4);
     let plan = bed.plan("tlsd", json!({})).unwrap();
     assert_eq!(
-        Bed::option(&plan, "tls_cert")["value"],
+        harness::dockyard::option(&plan, "tls_cert")["value"],
         "/run/cairn/dockyard/tls/cert.pem",
         "{plan:#}"
     );

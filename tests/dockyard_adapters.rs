@@ -339,15 +339,6 @@ impl Bed {
             .filter(|line| line.contains("RUNNING"))
             .count()
     }
-
-    fn option<'a>(plan: &'a Value, name: &str) -> &'a Value {
-        plan["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|option| option["name"] == name)
-            .unwrap_or_else(|| panic!("no option {name} in {plan:#}"))
-    }
 }
 
 #[test]
@@ -358,13 +349,16 @@ fn service_commands_reach_both_adapters_as_the_cli_and_never_carry_a_secret() {
     let plan = bed.everywhere("plan", json!({"service": "db", "options": {}}));
     assert_eq!(plan["image"]["digest"], bed.digest("db"), "{plan:#}");
     assert_eq!(plan["image"]["label"], "io.nanocloud.options");
-    let password = Bed::option(&plan, "secret_password");
+    let password = harness::dockyard::option(&plan, "secret_password");
     assert_eq!(
         (&password["value"], &password["secret"]),
         (&json!("<secret>"), &json!(true)),
         "{plan:#}"
     );
-    assert_eq!(Bed::option(&plan, "resolver")["value"], "10.0.0.53");
+    assert_eq!(
+        harness::dockyard::option(&plan, "resolver")["value"],
+        "10.0.0.53"
+    );
 
     // Typed refusals, the same code and message whichever way they came.
     let typo = bed.refused_everywhere(

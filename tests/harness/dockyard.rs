@@ -1,5 +1,18 @@
 //! The `dockyard` plugin's policy as the tests give it: images from
-//! `registry`, services' files in `state`, ready checks through `health`.
+//! `registry`, services' files in `state`, ready checks through `health`;
+//! and reading its plans.
+
+use serde_json::Value;
+
+/// The option `name` of a plan (or a panic naming it).
+pub fn option<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|option| option["name"] == name)
+        .unwrap_or_else(|| panic!("no option {name} in {plan:#}"))
+}
 
 /// The policy; `container` is added to its `[grants.container]` (ports,
 /// signature rules).
