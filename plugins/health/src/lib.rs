@@ -18,7 +18,9 @@ mod check;
 mod probe;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use cairn_sdk::timer::now_ms;
 
 use cairn_sdk::{
     CommandError, Commands, Config, Event, Health, Plugin, events, kv, metrics, timer,
@@ -70,14 +72,6 @@ struct NameRequest {
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     statuses: BTreeMap<String, Status>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 impl Entry {

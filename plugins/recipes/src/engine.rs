@@ -7,7 +7,6 @@
 //! first, so a restart of the daemon or of the plugin resumes it.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -41,13 +40,7 @@ pub struct Engine {
     pub records: BTreeMap<String, Record>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
+pub use cairn_sdk::timer::now_ms;
 
 impl Engine {
     /// The recipe a component runs now: the operation's target first.
