@@ -117,18 +117,12 @@ fn bed(n: u8) -> Bed {
         ),
         ..Options::default()
     });
-    let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().display().to_string();
-    daemon.write_policy(
-        "dockyard",
-        &harness::dockyard::policy(
-            &address,
-            &state_dir,
-            "2s",
-            r#"ports = ["18080", "28085", "28086"]"#,
-        ),
+    let state = harness::dockyard::install(
+        &daemon,
+        &address,
+        "2s",
+        r#"ports = ["18080", "28085", "28086"]"#,
     );
-    daemon.install(&plugin_wasm("dockyard")).unwrap();
     Bed {
         daemon,
         containerd,

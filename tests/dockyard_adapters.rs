@@ -20,7 +20,7 @@ use harness::containers::{TestContainerd, TestImage, busybox_image_labelled, pus
 use harness::http::{Reply, request_with_timeout};
 use harness::mosquitto::{Auth, Mosquitto, Subscriber};
 use harness::registry::TestRegistry;
-use harness::{Daemon, Options, plugin_wasm};
+use harness::{Daemon, Options};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "dockyard-adapters-token";
@@ -119,18 +119,12 @@ fn bed(n: u8) -> Bed {
         sign(&address, image, &daemon.root().join(format!("{key}.key")));
     }
 
-    let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().display().to_string();
-    daemon.write_policy(
-        "dockyard",
-        &harness::dockyard::policy(
-            &address,
-            &state_dir,
-            "10s",
-            "require-signatures = true\nsigners = [\"dev\"]",
-        ),
+    let state = harness::dockyard::install(
+        &daemon,
+        &address,
+        "10s",
+        "require-signatures = true\nsigners = [\"dev\"]",
     );
-    daemon.install(&plugin_wasm("dockyard")).unwrap();
 
     let mut replies = None;
     daemon.install_adapters(TOKEN, || {

@@ -44,6 +44,14 @@ pub(crate) fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ctr images pull --plain-http REFERENCE` into `namespace`.
+pub(crate) fn ctr_pull(socket: &Path, namespace: &str, reference: &str) -> anyhow::Result<()> {
+    ctr(
+        socket,
+        &["-n", namespace, "images", "pull", "--plain-http", reference],
+    )
+}
+
 /// The capability's connection to the bench's containerd.
 fn engine(socket: &Path) -> Containerd {
     Containerd::new(ContainersConfig {
@@ -145,17 +153,7 @@ async fn pulls(socket: &Path, registry: &registry::TestRegistry) -> anyhow::Resu
         let mut theirs = Vec::new();
         for _ in 0..RUNS {
             let started = Instant::now();
-            ctr(
-                socket,
-                &[
-                    "-n",
-                    CTR_NAMESPACE,
-                    "images",
-                    "pull",
-                    "--plain-http",
-                    &pushed.reference,
-                ],
-            )?;
+            ctr_pull(socket, CTR_NAMESPACE, &pushed.reference)?;
             theirs.push(started.elapsed());
             ctr(
                 socket,
@@ -229,10 +227,7 @@ async fn pull_memory(socket: &Path, registry: &registry::TestRegistry) -> anyhow
 async fn execs(socket: &Path, reference: &str, state: &Path) -> anyhow::Result<()> {
     // The container is made with ctr and labelled as a plugin's, so the
     // capability takes it as its own.
-    ctr(
-        socket,
-        &["-n", NAMESPACE, "images", "pull", "--plain-http", reference],
-    )?;
+    ctr_pull(socket, NAMESPACE, reference)?;
     ctr(
         socket,
         &[
@@ -377,17 +372,7 @@ fn apply(cairn: &Path, socket: &Path, registry: &str, reference: &str) -> anyhow
     let one = write_plan(root, reference, 1)?;
     let ten = write_plan(root, reference, 10)?;
     // The image is on the device for both, as a redeploy finds it.
-    ctr(
-        socket,
-        &[
-            "-n",
-            CTR_NAMESPACE,
-            "images",
-            "pull",
-            "--plain-http",
-            reference,
-        ],
-    )?;
+    ctr_pull(socket, CTR_NAMESPACE, reference)?;
     cli(cairn, &admin, &["apply", &one, "--timeout", "120s"])?;
     cli(cairn, &admin, &["plan", "stop"])?;
     let idle_rss = footprint(pid)?.0;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::daemon::{cli, footprint, install_signed, prepare_root, start};
 use crate::stats::median_p99;
 
-use crate::containers::{ctr, ctr_remove, ctr_run_sleeper, ms, parts, registry};
+use crate::containers::{ctr_pull, ctr_remove, ctr_run_sleeper, ms, parts, registry};
 
 const RUNS: usize = 5;
 const NAMESPACE: &str = "cairn-bench-dockyard";
@@ -60,17 +60,7 @@ pub fn run(cairn: &Path) -> anyhow::Result<()> {
     let admin = root.join("admin.sock");
     let pid = daemon.child.id();
     for reference in &references {
-        ctr(
-            &socket,
-            &[
-                "-n",
-                CTR_NAMESPACE,
-                "images",
-                "pull",
-                "--plain-http",
-                reference,
-            ],
-        )?;
+        ctr_pull(&socket, CTR_NAMESPACE, reference)?;
     }
     let install = || -> anyhow::Result<()> {
         cli(cairn, &admin, &["service", "install", "db"])?;

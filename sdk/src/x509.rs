@@ -87,16 +87,12 @@ pub fn pem_key(key: &SigningKey) -> Result<String, String> {
         .map_err(|err| err.to_string())
 }
 
-/// The subject of a PEM certificate (`CN=…`), `None` when it does not parse.
-pub fn subject_of(pem: &[u8]) -> Option<String> {
+/// The subject and issuer of a PEM certificate (`CN=…`), `None` when it
+/// does not parse.
+pub fn names_of(pem: &[u8]) -> Option<(String, String)> {
     let cert = Certificate::from_pem(pem).ok()?;
-    Some(cert.tbs_certificate.subject.to_string())
-}
-
-/// The issuer of a PEM certificate (`CN=…`), `None` when it does not parse.
-pub fn issuer_of(pem: &[u8]) -> Option<String> {
-    let cert = Certificate::from_pem(pem).ok()?;
-    Some(cert.tbs_certificate.issuer.to_string())
+    let tbs = &cert.tbs_certificate;
+    Some((tbs.subject.to_string(), tbs.issuer.to_string()))
 }
 
 /// A server certificate and its key, both PEM.

@@ -4,6 +4,26 @@
 
 use serde_json::Value;
 
+use super::{Daemon, plugin_wasm};
+
+/// Installs the plugin on `daemon` with [`policy`] and a fresh state
+/// directory, which it returns.
+pub fn install(
+    daemon: &Daemon,
+    registry: &str,
+    binding_timeout: &str,
+    container: &str,
+) -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    daemon.write_policy(
+        "dockyard",
+        &policy(registry, &state_dir, binding_timeout, container),
+    );
+    daemon.install(&plugin_wasm("dockyard")).unwrap();
+    state
+}
+
 /// The option `name` of a plan (or a panic naming it).
 pub fn option<'a>(plan: &'a Value, name: &str) -> &'a Value {
     plan["options"]

@@ -28,12 +28,12 @@ pub fn provider_restarted(settings: &Settings, sealer: &Sealer, provider: &str) 
     {
         cairn_sdk::warn!("{err}");
     }
+    let Ok(records) = install::records() else {
+        return;
+    };
     let mut done = BTreeSet::from([provider.to_string()]);
     let mut restarted = vec![provider.to_string()];
     while let Some(provider) = restarted.pop() {
-        let Ok(records) = install::records() else {
-            return;
-        };
         for consumer in records
             .iter()
             .filter(|record| record.providers.contains(&provider))

@@ -66,8 +66,9 @@ pub fn ensure(settings: &Settings, service: &str) -> Result<(), CommandError> {
         .map_err(|err| CommandError::internal(format!("cannot create {dir}: {err}")))?;
     let fits = std::fs::metadata(format!("{dir}/key.pem")).is_ok()
         && std::fs::read(format!("{dir}/cert.pem")).is_ok_and(|cert| {
-            x509::subject_of(&cert).is_some_and(|subject| subject == format!("CN={service}"))
-                && x509::issuer_of(&cert).is_some_and(|issuer| issuer == authority.subject())
+            x509::names_of(&cert).is_some_and(|(subject, issuer)| {
+                subject == format!("CN={service}") && issuer == authority.subject()
+            })
         });
     if fits {
         if std::fs::read_to_string(format!("{dir}/ca.pem")).map_or(true, |held| held != ca) {

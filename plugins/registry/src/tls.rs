@@ -61,5 +61,5 @@ fn certificate_fits(files: &TlsFiles, hostname: &str) -> bool {
     ) else {
         return false;
     };
-    x509::subject_of(&cert).is_some_and(|subject| subject == format!("CN={hostname}"))
+    x509::names_of(&cert).is_some_and(|(subject, _)| subject == format!("CN={hostname}"))
 }
